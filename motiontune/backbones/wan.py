@@ -1,0 +1,117 @@
+"""Wan2.1 text-to-video (WanTransformer3DModel + AutoencoderKLWan + UMT5, flow matching).
+
+Also the family of the embedded toy model (``--backbone toy``), which has the same classes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from diffusers import WanPipeline
+
+from motiontune.backbones.base import AttentionSite, BackboneSpec, Conditioning, TokenLayout
+
+
+class WanSpec(BackboneSpec):
+    family = "wan"
+    description = "Wan2.1 T2V (1.3B, 14B): joint spatio-temporal DiT, 3D RoPE, flow matching"
+    aliases = {
+        "wan2.1-1.3b": "Wan-AI/Wan2.1-T2V-1.3B-Diffusers",
+        "wan2.1-14b": "Wan-AI/Wan2.1-T2V-14B-Diffusers",
+        "wan-1.3b": "Wan-AI/Wan2.1-T2V-1.3B-Diffusers",
+        "wan-14b": "Wan-AI/Wan2.1-T2V-14B-Diffusers",
+    }
+    pipeline_cls = WanPipeline
+    denoiser_attr = "transformer"
+    denoiser_classes = ("WanTransformer3DModel",)
+    default_guidance = 5.0
+    default_steps = 50
+    default_fps = 16
+
+    # ------------------------------------------------------------------ geometry
+    @property
+    def latent_channels(self) -> int:
+        return int(self.vae.config.z_dim)
+
+    @property
+    def spatial_compression(self) -> int:
+        return int(self.vae.config.scale_factor_spatial)
+
+    @property
+    def temporal_compression(self) -> int:
+        return int(self.vae.config.scale_factor_temporal)
+
+    @property
+    def patch_size(self) -> tuple[int, int, int]:
+        return tuple(self.denoiser.config.patch_size)
+
+    @property
+    def default_size(self) -> tuple[int, int, int]:
+        defaults = getattr(self.pipe, "_motiontune_default_size", None)
+        if defaults:
+            return tuple(defaults)
+        return (81, 480, 832)
+
+    @property
+    def max_sequence_length(self) -> int:
+        return int(min(512, getattr(self.pipe.tokenizer, "model_max_length", 512) or 512))
+
+    # ------------------------------------------------------------------ text
+    def _encode_prompts(self, prompts: list[str]) -> Conditioning:
+        embeds, _ = self.pipe.encode_prompt(
+            prompts,
+            do_classifier_free_guidance=False,
+            max_sequence_length=self.max_sequence_length,
+            device=self.device,
+            dtype=self.dtype,
+        )
+        return {"encoder_hidden_states": embeds}
+
+    # ------------------------------------------------------------------ video
+    def _latent_stats(self, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        cfg = self.vae.config
+        mean = torch.tensor(cfg.latents_mean, dtype=like.dtype, device=like.device).view(1, cfg.z_dim, 1, 1, 1)
+        std = torch.tensor(cfg.latents_std, dtype=like.dtype, device=like.device).view(1, cfg.z_dim, 1, 1, 1)
+        return mean, std
+
+    def encode_video(self, pixels: torch.Tensor, sample: bool = False, generator: torch.Generator | None = None) -> torch.Tensor:
+        pixels = pixels.to(self.device, self.vae.dtype)
+        dist = self.vae.encode(pixels).latent_dist
+        z = dist.sample(generator) if sample else dist.mode()
+        mean, std = self._latent_stats(z)
+        return ((z - mean) / std).to(self.dtype)
+
+    def decode_latents(self, latents: torch.Tensor) -> torch.Tensor:
+        latents = latents.to(self.device, self.vae.dtype)
+        mean, std = self._latent_stats(latents)
+        return self.vae.decode(latents * std + mean, return_dict=False)[0].clamp(-1, 1)
+
+    # ------------------------------------------------------------------ denoiser
+    def predict(self, x_t: torch.Tensor, t: torch.Tensor, cond: Conditioning, **kwargs: Any) -> torch.Tensor:
+        if t.ndim == 0:
+            t = t.expand(x_t.shape[0])
+        return self.denoiser(
+            hidden_states=x_t.to(self.dtype),
+            timestep=t,
+            encoder_hidden_states=cond["encoder_hidden_states"].to(self.dtype),
+            attention_kwargs=kwargs.get("attention_kwargs"),
+            return_dict=False,
+        )[0]
+
+    # ------------------------------------------------------------------ layout
+    def attention_sites(self) -> list[AttentionSite]:
+        cfg = self.denoiser.config
+        sites = []
+        for i, _ in enumerate(self.denoiser.blocks):
+            sites.append(AttentionSite(f"blocks.{i}.attn1", "joint", cfg.num_attention_heads, cfg.attention_head_dim, block=i))
+            sites.append(AttentionSite(f"blocks.{i}.attn2", "cross", cfg.num_attention_heads, cfg.attention_head_dim, block=i))
+        return sites
+
+    def token_layout(self, latent_shape: tuple[int, ...], text_tokens: int = 0) -> TokenLayout:
+        pt, ph, pw = self.patch_size
+        _, _, f, h, w = latent_shape
+        return TokenLayout(f // pt, h // ph, w // pw)
+
+    def rope_module(self) -> torch.nn.Module:
+        return self.denoiser.rope
