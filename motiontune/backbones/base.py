@@ -274,6 +274,13 @@ class BackboneSpec:
         """One denoiser call on canonical latents; returns the raw model output in the same layout."""
         raise NotImplementedError
 
+    def scheduler_step(
+        self, scheduler: Any, output: torch.Tensor, t: torch.Tensor, latents: torch.Tensor, index: int, state: dict[str, Any], **kwargs: Any
+    ) -> torch.Tensor:
+        """One reverse step of the sampler; ``state`` persists across the steps of one call
+        (for schedulers that need the previous step's prediction)."""
+        return scheduler.step(output, t, latents, return_dict=False, **kwargs)[0]
+
     # ------------------------------------------------------------------ layout
     def attention_sites(self) -> list[AttentionSite]:
         raise NotImplementedError

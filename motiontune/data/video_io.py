@@ -408,7 +408,7 @@ def write_frames(frames: Any, folder: PathLike, prefix: str = "frame_") -> list[
     out = Path(folder)
     out.mkdir(parents=True, exist_ok=True)
     digits = max(4, len(str(max(len(clip) - 1, 0))))
-    written = [write_image(frame, out / f"{prefix}{i:0{digits}d}.png") for i, frame in enumerate(clip)]
+    written = [write_image(f, out / f"{prefix}{i:0{digits}d}.png") for i, f in enumerate(clip)]
     _remove_stale_frames(out, prefix, keep={p.name for p in written})
     return written
 

@@ -11,6 +11,8 @@ from typing import Literal
 import cv2
 import numpy as np
 
+from motiontune.errors import ConfigError
+
 DenseFlowMethod = Literal["farneback", "dis"]
 DENSE_FLOW_METHODS: tuple[str, ...] = ("farneback", "dis")
 
@@ -46,7 +48,8 @@ def dense_flow(
     if method == "dis":
         dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
         return dis.calc(prev_gray, next_gray, None)
-    raise ValueError(f"unknown dense flow method {method!r}; known: {', '.join(DENSE_FLOW_METHODS)}")
+    known = ", ".join(DENSE_FLOW_METHODS)
+    raise ConfigError(f"unknown dense flow method {method!r}; known: {known}")
 
 
 def grid_points(height: int, width: int, step: int) -> np.ndarray:
@@ -100,13 +103,23 @@ def unit_vectors(vectors: np.ndarray, min_norm: float) -> tuple[np.ndarray, np.n
     return units, still
 
 
-def agreement_cosine(
-    a_units: np.ndarray, a_still: np.ndarray, b_units: np.ndarray, b_still: np.ndarray
+def mean_direction_agreement(
+    a_units: np.ndarray,
+    a_still: np.ndarray,
+    b_units: np.ndarray,
+    b_still: np.ndarray,
+    axis: int = -1,
 ) -> np.ndarray:
-    """Cosine of two unit-vector arrays with the still-vector convention, broadcasting.
+    """Mean cosine of two unit-vector arrays along ``axis``, ignoring entries still in both.
 
-    Both moving: the dot product. Both still: 1 (they agree). Exactly one still: 0.
+    ``*_units`` are (..., 2) from :func:`unit_vectors`, ``*_still`` their masks; the arrays
+    broadcast. A still vector against a moving one has cosine 0. Entries where both vectors
+    are still carry no motion and are left out of the mean; where every entry along ``axis``
+    is still in both, the two agree completely and the result is 1.
     """
-    dots = np.sum(a_units * b_units, axis=-1)
-    both_still = a_still & b_still
-    return np.where(both_still, 1.0, dots)
+    cosines = np.sum(a_units * b_units, axis=-1)
+    moving = ~(a_still & b_still)
+    cosines, moving = np.broadcast_arrays(cosines, moving)
+    counts = moving.sum(axis=axis)
+    totals = np.where(moving, cosines, 0.0).sum(axis=axis)
+    return np.where(counts > 0, totals / np.maximum(counts, 1), 1.0)

@@ -17,11 +17,11 @@ from motiontune.errors import ConfigError, InputError
 from motiontune.evaluation.flow import (
     DENSE_FLOW_METHODS,
     DenseFlowMethod,
-    agreement_cosine,
     dense_flow,
     good_features,
     grid_points,
     lk_step,
+    mean_direction_agreement,
     resize_video,
     to_gray,
     unit_vectors,
@@ -94,9 +94,10 @@ def flow_similarity(
 
     For each adjacent frame pair, the points of a grid (spacing ``grid_step`` pixels) are
     tracked one step with pyramidal Lucas-Kanade in both videos; points lost in either video
-    are skipped. Flow vectors shorter than ``min_magnitude`` pixels are still: two still
-    vectors agree (cosine 1), a still and a moving one score 0. Scores are averaged over
-    points, then over frame pairs. NaN when no point could be tracked in any pair.
+    are skipped. Flow vectors are unit-normalised; those shorter than ``min_magnitude`` pixels
+    are still. A still and a moving vector score 0; points still in both videos are left out
+    of the mean, and a pair whose points are all still in both scores 1. Scores are averaged
+    over points, then over frame pairs. NaN when no point could be tracked in any pair.
     """
     if grid_step < 1:
         raise ConfigError(f"grid_step must be a positive number of pixels, got {grid_step}")
@@ -117,7 +118,7 @@ def flow_similarity(
             continue
         units_v, still_v = unit_vectors(moved_v.reshape(-1, 2)[valid] - start[valid], min_magnitude)
         units_r, still_r = unit_vectors(moved_r.reshape(-1, 2)[valid] - start[valid], min_magnitude)
-        pair_scores.append(float(agreement_cosine(units_v, still_v, units_r, still_r).mean()))
+        pair_scores.append(float(mean_direction_agreement(units_v, still_v, units_r, still_r)))
     return float(np.mean(pair_scores)) if pair_scores else float("nan")
 
 
@@ -203,12 +204,13 @@ def motion_fidelity(
 ) -> float:
     """DMT motion fidelity (Yatim et al.) with Shi-Tomasi corners and pyramidal LK tracks.
 
-    Tracklets start at up to ``max_points`` corners of each video's first frame. Each
-    displacement is unit-normalised (shorter than ``min_magnitude`` pixels: still, with the
-    same agreement rule as :func:`flow_similarity`); the similarity of two tracklets is the
-    mean over frames of the cosine of their displacements. Score: half the mean best match of
-    the video's tracklets among the reference's plus half the converse. NaN when either video
-    keeps no tracklet.
+    Tracklets start at up to ``max_points`` corners of each video's first frame; tracks lost
+    in any frame are dropped. Each frame-to-frame displacement is unit-normalised; the
+    similarity of two tracklets is the mean over frames of the cosine of their displacements,
+    with the still-vector rule of :func:`flow_similarity` (``min_magnitude`` pixels; frames
+    still in both tracklets left out; two fully still tracklets score 1). Score: half the mean
+    best match of the video's tracklets among the reference's plus half the converse. NaN
+    when either video keeps no tracklet.
     """
     if max_points < 1:
         raise ConfigError(f"max_points must be at least 1, got {max_points}")
@@ -219,10 +221,9 @@ def motion_fidelity(
         return float("nan")
     units_v, still_v = unit_vectors(disp_v, min_magnitude)
     units_r, still_r = unit_vectors(disp_r, min_magnitude)
-    cosines = agreement_cosine(
+    similarity = mean_direction_agreement(
         units_v[:, None], still_v[:, None], units_r[None, :], still_r[None, :]
-    )  # (Nv, Nr, F-1)
-    similarity = cosines.mean(axis=-1)
+    )  # (Nv, Nr): tracklet-to-tracklet similarity, averaged over frames
     return float(0.5 * (similarity.max(axis=1).mean() + similarity.max(axis=0).mean()))
 
 
@@ -231,8 +232,8 @@ def _interpolate_middle(
 ) -> np.ndarray:
     """The frame halfway between two frames, by warping both halfway along dense flow.
 
-    Uses the linear-motion approximation of the flow from the middle frame back to each end:
-    F(mid -> first) = (F(last -> first) - F(first -> last)) / 4 and F(mid -> last) = -F(mid -> first).
+    Uses the linear-motion approximation of the flow from the middle frame to each end:
+    F(mid -> first) = (F(last -> first) - F(first -> last)) / 4, F(mid -> last) = -F(mid -> first).
     """
     g_first, g_last = to_gray(first), to_gray(last)
     forward = dense_flow(g_first, g_last, method)

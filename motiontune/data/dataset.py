@@ -1,0 +1,122 @@
+"""Training data for a customization: reference videos and images with captions, and the
+on-disk cache of their latents and prompt embeddings (keyed by content)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import torch
+
+from motiontune.errors import ConfigError
+from motiontune.utils.files import load_tensors, save_tensors
+
+if TYPE_CHECKING:
+    from motiontune.backbones.base import BackboneSpec
+
+
+@dataclass
+class Sample:
+    """One reference: pixels (3, F, H, W) for a video or (3, H, W) for an image, in [-1, 1]."""
+
+    pixels: torch.Tensor
+    caption: str
+    kind: str = "video"
+    source: str = "<tensor>"
+
+    def __post_init__(self) -> None:
+        want = 4 if self.kind == "video" else 3
+        if self.kind not in ("video", "image"):
+            raise ConfigError(f"sample kind must be 'video' or 'image', not {self.kind!r}")
+        if self.pixels.ndim != want or self.pixels.shape[0] != 3:
+            raise ConfigError(f"{self.source}: {self.kind} pixels must have shape (3, {'F, ' if want == 4 else ''}H, W), got {tuple(self.pixels.shape)}")
+
+
+@dataclass
+class TrainingData:
+    videos: list[Sample] = field(default_factory=list)
+    images: list[Sample] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if not self.videos and not self.images:
+            raise ConfigError("no training data: give at least one reference video or image")
+
+    def pool(self, kind: str) -> list[Sample]:
+        return self.videos if kind == "video" else self.images
+
+
+def content_key(*parts: object) -> str:
+    h = hashlib.sha256()
+    for p in parts:
+        if torch.is_tensor(p):
+            t = p.detach().cpu().contiguous()
+            h.update(str((tuple(t.shape), str(t.dtype))).encode())
+            h.update(t.view(torch.uint8).numpy().tobytes() if t.dtype != torch.bfloat16 else t.float().numpy().tobytes())
+        else:
+            h.update(json.dumps(p, sort_keys=True, default=str).encode())
+        h.update(b"\0")
+    return h.hexdigest()[:40]
+
+
+def _model_identity(spec: "BackboneSpec", part: str) -> dict:
+    module = getattr(spec.pipe, part, None)
+    cfg = getattr(module, "config", None) if module is not None else None
+    cfg = cfg.to_dict() if hasattr(cfg, "to_dict") else (dict(cfg) if isinstance(cfg, dict) else {})
+    return {"family": spec.family, "source": os.path.abspath(spec.source) if os.path.isdir(spec.source) else spec.source, "part": part, "config": cfg}
+
+
+class LatentCache:
+    """Latents of videos/images and prompt embeddings, in memory and (optionally) on disk.
+
+    Keys hash the input content together with the encoder's identity (family, source,
+    config), so a changed input or model never reuses a stale entry.
+    """
+
+    def __init__(self, spec: "BackboneSpec", folder: str | None = None):
+        self.spec = spec
+        self.folder = folder
+        self._mem: dict[str, dict[str, torch.Tensor]] = {}
+        self._vae_id = _model_identity(spec, "vae")
+        self._text_id = _model_identity(spec, "text_encoder")
+        self.hits = 0
+        self.misses = 0
+
+    def _path(self, kind: str, key: str) -> str | None:
+        return os.path.join(self.folder, kind, f"{key}.safetensors") if self.folder else None
+
+    def _get(self, kind: str, key: str, compute) -> dict[str, torch.Tensor]:
+        if key in self._mem:
+            self.hits += 1
+            return self._mem[key]
+        path = self._path(kind, key)
+        if path and os.path.isfile(path):
+            value = load_tensors(path)
+            self.hits += 1
+        else:
+            value = compute()
+            self.misses += 1
+            if path:
+                save_tensors(value, path)
+        self._mem[key] = value
+        return value
+
+    def latents(self, sample: Sample) -> torch.Tensor:
+        pixels = sample.pixels if sample.kind == "video" else sample.pixels.unsqueeze(1)
+        key = content_key("latents", self._vae_id, pixels)
+
+        def compute() -> dict[str, torch.Tensor]:
+            with torch.no_grad():
+                return {"latents": self.spec.encode_video(pixels.unsqueeze(0)).squeeze(0).float().cpu()}
+
+        return self._get("latents", key, compute)["latents"]
+
+    def prompt(self, text: str) -> dict[str, torch.Tensor]:
+        key = content_key("prompt", self._text_id, text)
+
+        def compute() -> dict[str, torch.Tensor]:
+            return {k: v.cpu() for k, v in self.spec.encode_prompt([text]).items()}
+
+        return self._get("prompts", key, compute)

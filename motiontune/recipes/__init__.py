@@ -1,0 +1,44 @@
+"""Recipe registry: one class per customization method."""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from motiontune.errors import ConfigError
+from motiontune.recipes.base import Recipe, RecipeConfig, read_recipe_json
+
+_RECIPES: dict[str, str] = {
+    "lora": "motiontune.recipes.lora:LoraRecipe",
+}
+
+
+def register_recipe(name: str, target: str) -> None:
+    _RECIPES[name] = target
+
+
+def recipe_names() -> list[str]:
+    return sorted(_RECIPES)
+
+
+def get_recipe_class(name: str) -> type[Recipe]:
+    if name not in _RECIPES:
+        raise ConfigError(f"unknown recipe {name!r}; known: {', '.join(recipe_names())}")
+    module, cls = _RECIPES[name].split(":")
+    return getattr(importlib.import_module(module), cls)
+
+
+def make_recipe(name: str, **settings: Any) -> Recipe:
+    return get_recipe_class(name)(**settings)
+
+
+def load_recipe(folder: str, spec: Any) -> Recipe:
+    """Rebuild a saved recipe from ``folder`` (its ``motiontune.json``) and load its weights into ``spec``."""
+    info = read_recipe_json(folder)
+    recipe = make_recipe(info["recipe"], **info.get("config", {}))
+    recipe.apply(spec)
+    recipe.load_weights(folder)
+    return recipe
+
+
+__all__ = ["Recipe", "RecipeConfig", "get_recipe_class", "load_recipe", "make_recipe", "recipe_names", "register_recipe"]

@@ -1,0 +1,287 @@
+"""The trainer shared by every recipe (built on accelerate).
+
+Each step draws everything random (which sample, timesteps, noise, dropout) from generators
+seeded by ``(seed, step, rank)``, so a run interrupted and resumed from a checkpoint ends with
+exactly the adapter weights and optimizer state of an uninterrupted run. In data-parallel runs
+(``accelerate launch``) every rank draws different samples and noise; gradients of the
+trainable parameters are averaged across ranks before each optimizer step, so all ranks keep
+identical weights.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import torch
+from tqdm.auto import tqdm
+
+from motiontune.data.dataset import LatentCache, Sample, TrainingData
+from motiontune.errors import ConfigError
+from motiontune.recipes.base import LossContext
+from motiontune.training.checkpoint import (
+    latest_checkpoint,
+    load_checkpoint,
+    optimizer_from_tensors,
+    save_checkpoint,
+)
+
+if TYPE_CHECKING:
+    from motiontune.backbones.base import BackboneSpec
+    from motiontune.recipes.base import Recipe
+
+
+@dataclass
+class TrainConfig:
+    output_dir: str = "outputs/run"
+    steps: int = 300
+    #: overrides the recipe's learning rate when set
+    learning_rate: float | None = None
+    batch_size: int = 1
+    gradient_accumulation_steps: int = 1
+    gradient_checkpointing: bool = False
+    #: "no" (fp32), "bf16" or "fp16" (GPU)
+    mixed_precision: str = "no"
+    seed: int = 0
+    timestep_distribution: str = "uniform"
+    logit_mean: float = 0.0
+    logit_std: float = 1.0
+    #: flow-matching only: shift applied to training noise levels
+    train_shift: float = 1.0
+    warmup_steps: int = 0
+    max_grad_norm: float = 1.0
+    checkpoint_every: int = 100
+    keep_checkpoints: int = 2
+    resume: bool = True
+    log_every: int = 10
+    tensorboard: bool = False
+    validation_every: int = 0
+    validation_prompts: list[str] = field(default_factory=list)
+    validation_steps: int = 20
+    #: folder of the latent / prompt-embedding cache (None: in memory only)
+    cache_dir: str | None = None
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if self.steps < 1:
+            raise ConfigError(f"steps must be >= 1 (got {self.steps})")
+        if self.batch_size < 1 or self.gradient_accumulation_steps < 1:
+            raise ConfigError("batch_size and gradient_accumulation_steps must be >= 1")
+        if self.mixed_precision not in ("no", "bf16", "fp16"):
+            raise ConfigError(f"mixed_precision must be no, bf16 or fp16 (got {self.mixed_precision!r})")
+        if self.timestep_distribution not in ("uniform", "logit_normal"):
+            raise ConfigError(f"timestep_distribution must be uniform or logit_normal (got {self.timestep_distribution!r})")
+
+
+@dataclass
+class TrainResult:
+    output_dir: str
+    steps: int
+    final_loss: float
+    losses: list[float]
+    seconds: float
+    resumed_from: int = 0
+
+
+def _step_seed(seed: int, step: int, rank: int) -> int:
+    return (seed * 1_000_003 + step * 7_919 + rank * 104_729) % (2**63 - 1)
+
+
+class Trainer:
+    def __init__(self, spec: "BackboneSpec", recipe: "Recipe", data: TrainingData, config: TrainConfig, metadata: dict[str, Any] | None = None):
+        from accelerate import Accelerator
+
+        self.spec = spec
+        self.recipe = recipe
+        self.data = data
+        self.config = config
+        self.metadata = metadata or {}
+        log_with = "tensorboard" if config.tensorboard else None
+        cpu = spec.device.type == "cpu"
+        self.accelerator = Accelerator(
+            mixed_precision=config.mixed_precision if not cpu else "no",
+            log_with=log_with,
+            project_dir=config.output_dir,
+            cpu=cpu,
+        )
+        if cpu and config.mixed_precision != "no":
+            raise ConfigError("mixed precision (bf16/fp16) needs a GPU; use mixed_precision: no on CPU")
+        torch.manual_seed(config.seed)  # adapter initialisation is part of the seeded run
+        recipe.apply(spec)
+        if config.learning_rate is not None:
+            recipe.config.learning_rate = config.learning_rate
+        groups = recipe.param_groups()
+        params = [p for g in groups for p in g["params"]]
+        if not params:
+            raise ConfigError(f"recipe {recipe.name} has no trainable parameters on this backbone")
+        if config.gradient_checkpointing and hasattr(spec.denoiser, "enable_gradient_checkpointing"):
+            spec.denoiser.enable_gradient_checkpointing()
+        spec.denoiser.train()
+        self.params = params
+        self.optimizer = torch.optim.AdamW(groups, betas=(0.9, 0.999), eps=1e-8)
+        self.base_lrs = [g["lr"] for g in self.optimizer.param_groups]
+        self.cache = LatentCache(spec, config.cache_dir)
+        self.schedule = spec.schedule
+        if hasattr(self.schedule, "shift"):
+            self.schedule.shift = config.train_shift
+        self.rank = self.accelerator.process_index
+        self.world = self.accelerator.num_processes
+
+    # ------------------------------------------------------------------ data
+    def _draw(self, kind: str, gen: torch.Generator) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        pool = self.data.pool(kind)
+        image_from_video = False
+        if kind == "image" and not pool:
+            pool, image_from_video = self.data.videos, True
+        if not pool:
+            raise ConfigError(f"the recipe asked for a {kind} batch but no {kind} references were given")
+        latents, conds = [], []
+        for _ in range(self.config.batch_size):
+            sample: Sample = pool[int(torch.randint(len(pool), (1,), generator=gen))]
+            if image_from_video:
+                frame = int(torch.randint(sample.pixels.shape[1], (1,), generator=gen))
+                sample = Sample(sample.pixels[:, frame], sample.caption, "image", sample.source)
+            latents.append(self.cache.latents(sample))
+            conds.append(self.cache.prompt(sample.caption))
+        x0 = torch.stack(latents).to(self.spec.device)
+        cond = {k: torch.cat([c[k] for c in conds]).to(self.spec.device) for k in conds[0]}
+        return x0, cond
+
+    # ------------------------------------------------------------------ one step
+    def _lr_factor(self, step: int) -> float:
+        w = self.config.warmup_steps
+        return min(1.0, (step + 1) / w) if w > 0 else 1.0
+
+    def train_step(self, step: int) -> tuple[float, dict[str, float]]:
+        cfg = self.config
+        self.optimizer.zero_grad(set_to_none=True)
+        total = 0.0
+        parts: dict[str, float] = {}
+        for micro in range(cfg.gradient_accumulation_steps):
+            seed = _step_seed(cfg.seed, step * cfg.gradient_accumulation_steps + micro, self.rank)
+            gen = torch.Generator().manual_seed(seed)
+            torch.manual_seed(seed)  # dropout and any other global-RNG use inside the model
+            kind = self.recipe.batch_kind(step, gen)
+            self.recipe.on_step_start(step, kind)
+            x0, cond = self._draw(kind, gen)
+            noise = torch.randn(x0.shape, generator=gen).to(x0)
+            t = self.schedule.sample_timesteps(
+                x0.shape[0], gen, cfg.timestep_distribution, self.recipe.train_range, cfg.logit_mean, cfg.logit_std, device=x0.device
+            )
+            x_t = self.schedule.add_noise(x0, noise, t)
+            target = self.schedule.target(x0, noise, t)
+            with self.accelerator.autocast():
+                pred = self.spec.predict(x_t, t, cond)
+            ctx = LossContext(self.spec, kind, x0, noise, x_t, t, cond, pred.float(), target.float(), step, {"generator": gen})
+            terms = self.recipe.losses(ctx)
+            loss = sum(terms.values()) / cfg.gradient_accumulation_steps
+            self.accelerator.backward(loss)
+            total += float(loss.detach())
+            for k, v in terms.items():
+                parts[k] = parts.get(k, 0.0) + float(v.detach()) / cfg.gradient_accumulation_steps
+            self.recipe.after_backward(step, kind)
+        if self.world > 1:
+            for p in self.params:
+                if p.grad is None:
+                    p.grad = torch.zeros_like(p)
+                p.grad = self.accelerator.reduce(p.grad, reduction="mean")
+        if cfg.max_grad_norm and cfg.max_grad_norm > 0:
+            torch.nn.utils.clip_grad_norm_(self.params, cfg.max_grad_norm)
+        for g, base in zip(self.optimizer.param_groups, self.base_lrs):
+            g["lr"] = base * self._lr_factor(step)
+        self.optimizer.step()
+        return total, parts
+
+    # ------------------------------------------------------------------ loop
+    def _resume(self) -> int:
+        if not self.config.resume:
+            return 0
+        path = latest_checkpoint(self.config.output_dir)
+        if path is None:
+            return 0
+        step, adapter, opt_tensors, state = load_checkpoint(path)
+        self.recipe.load_state_dict(adapter)
+        optimizer_from_tensors(self.optimizer, opt_tensors, state["optimizer"])
+        self.base_lrs = [g.get("initial_lr", g["lr"]) for g in self.optimizer.param_groups]
+        self.base_lrs = state.get("base_lrs", self.base_lrs)
+        return step
+
+    def _checkpoint(self, step: int) -> None:
+        if self.accelerator.is_main_process:
+            save_checkpoint(
+                self.config.output_dir,
+                step,
+                self.recipe.state_dict(),
+                self.optimizer,
+                {"base_lrs": self.base_lrs, "recipe": self.recipe.name},
+                keep=self.config.keep_checkpoints,
+            )
+        self.accelerator.wait_for_everyone()
+
+    def _validate(self, step: int) -> None:
+        if not (self.accelerator.is_main_process and self.config.validation_prompts):
+            return
+        from motiontune.data.video_io import write_video
+        from motiontune.diffusion.sampling import SamplingConfig, generate
+
+        self.spec.denoiser.eval()
+        f, h, w = self.metadata.get("size", self.spec.default_size)
+        cfg = SamplingConfig(num_inference_steps=self.config.validation_steps, num_frames=f, height=h, width=w, seed=self.config.seed)
+        videos = generate(self.spec, list(self.config.validation_prompts), self.recipe, cfg, progress=False)
+        folder = os.path.join(self.config.output_dir, "validation", f"step-{step:06d}")
+        for i, v in enumerate(videos):
+            write_video(v, os.path.join(folder, f"{i:02d}.mp4"), fps=self.spec.default_fps)
+        self.spec.denoiser.train()
+
+    def train(self) -> TrainResult:
+        cfg = self.config
+        os.makedirs(cfg.output_dir, exist_ok=True)
+        start = self._resume()
+        if cfg.tensorboard:
+            self.accelerator.init_trackers("motiontune", config={k: v for k, v in asdict(cfg).items() if isinstance(v, (int, float, str, bool))})
+        losses: list[float] = []
+        began = time.time()
+        bar = tqdm(
+            total=cfg.steps, initial=start, desc=f"training {self.recipe.name}", unit="step",
+            disable=not (cfg.progress and self.accelerator.is_local_main_process), dynamic_ncols=True,
+        )
+        loss = math.nan
+        for step in range(start, cfg.steps):
+            loss, parts = self.train_step(step)
+            losses.append(loss)
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss:.4f}")
+            if cfg.tensorboard and (step + 1) % max(1, cfg.log_every) == 0:
+                self.accelerator.log({"loss": loss, **{f"loss/{k}": v for k, v in parts.items()}}, step=step + 1)
+            done = step + 1
+            if cfg.checkpoint_every and done % cfg.checkpoint_every == 0 and done < cfg.steps:
+                self._checkpoint(done)
+            if cfg.validation_every and done % cfg.validation_every == 0:
+                self._validate(done)
+        bar.close()
+        self.spec.denoiser.eval()
+        if self.accelerator.is_main_process:
+            self.save_final()
+        self.accelerator.wait_for_everyone()
+        if cfg.tensorboard:
+            self.accelerator.end_training()
+        return TrainResult(cfg.output_dir, cfg.steps, loss, losses, time.time() - began, start)
+
+    def save_final(self) -> None:
+        meta = {
+            "backbone": {"family": self.spec.family, "source": self.spec.source},
+            "training": {k: v for k, v in asdict(self.config).items() if k not in ("progress",)},
+            **self.metadata,
+        }
+        self.recipe.save(self.config.output_dir, meta)
+        # the final adapter is also a complete checkpoint, so a finished run resumes as finished
+        self._checkpoint(self.config.steps)
+
+    @staticmethod
+    def read_metadata(folder: str) -> dict[str, Any]:
+        with open(os.path.join(folder, "motiontune.json"), encoding="utf-8") as fh:
+            return json.load(fh)
