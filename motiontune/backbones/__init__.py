@@ -8,12 +8,16 @@ from typing import Any
 
 import torch
 
-from motiontune.backbones.base import AttentionSite, BackboneSpec, FrameRule, TokenLayout, read_model_index
+from motiontune.backbones.base import AttentionSite, BackboneSpec, FrameRule, TokenLayout, _looks_like_hub_id, read_model_index
 from motiontune.errors import ConfigError, ModelLoadError
 
 #: family -> "module:Class" (imported lazily so that listing backbones stays cheap)
 _FAMILIES: dict[str, str] = {
     "wan": "motiontune.backbones.wan:WanSpec",
+    "cogvideox": "motiontune.backbones.cogvideox:CogVideoXSpec",
+    "hunyuan_video": "motiontune.backbones.hunyuan_video:HunyuanVideoSpec",
+    "latte": "motiontune.backbones.latte:LatteSpec",
+    "unet3d": "motiontune.backbones.unet3d:UNet3DSpec",
 }
 
 
@@ -76,6 +80,8 @@ def load_backbone(
     if family is None:
         if os.path.isdir(source):
             family = detect_family(source)
+        elif not _looks_like_hub_id(source):
+            raise ModelLoadError(f"{source}: no such model folder, and not a known alias (see `motiontune list`)")
         elif source in _FAMILIES:
             raise ConfigError(f"{source!r} is a backbone family; give a model id, alias or folder (see `motiontune list`)")
         else:

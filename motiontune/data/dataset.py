@@ -44,8 +44,41 @@ class TrainingData:
         if not self.videos and not self.images:
             raise ConfigError("no training data: give at least one reference video or image")
 
+    #: fixed references: their latents are cached
+    cacheable = True
+
     def pool(self, kind: str) -> list[Sample]:
         return self.videos if kind == "video" else self.images
+
+    def draw(self, kind: str, generator: torch.Generator, n: int) -> list[Sample]:
+        """``n`` samples of ``kind`` drawn with ``generator``. An image batch without reference
+        images uses single random frames of the reference videos."""
+        pool = self.pool(kind)
+        from_video = kind == "image" and not pool
+        if from_video:
+            pool = self.videos
+        if not pool:
+            raise ConfigError(f"the recipe asked for a {kind} batch but no {kind} references were given")
+        out = []
+        for _ in range(n):
+            sample = pool[int(torch.randint(len(pool), (1,), generator=generator))]
+            if from_video:
+                frame = int(torch.randint(sample.pixels.shape[1], (1,), generator=generator))
+                sample = Sample(sample.pixels[:, frame], sample.caption, "image", sample.source)
+            out.append(sample)
+        return out
+
+
+class DataSource:
+    """Interface of a training-data source: ``draw(kind, generator, n) -> list[Sample]``.
+
+    A source with ``cacheable = False`` (e.g. a procedural stream) is encoded every step.
+    """
+
+    cacheable = False
+
+    def draw(self, kind: str, generator: torch.Generator, n: int) -> list[Sample]:
+        raise NotImplementedError
 
 
 def content_key(*parts: object) -> str:

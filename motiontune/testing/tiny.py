@@ -66,3 +66,5 @@ def build_tiny_wan(folder: str, seed: int = 0) -> str:
                        scheduler=scheduler)
     pipe.save_pretrained(folder)
     return folder
+from motiontune.testing import tiny_latte, tiny_unet3d  # noqa: E402,F401  (registers builders)
+from motiontune.testing import tiny_cogvideox, tiny_hunyuan_video  # noqa: E402,F401  (registers builders)

@@ -133,23 +133,16 @@ class Trainer:
 
     # ------------------------------------------------------------------ data
     def _draw(self, kind: str, gen: torch.Generator) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        pool = self.data.pool(kind)
-        image_from_video = False
-        if kind == "image" and not pool:
-            pool, image_from_video = self.data.videos, True
-        if not pool:
-            raise ConfigError(f"the recipe asked for a {kind} batch but no {kind} references were given")
-        latents, conds = [], []
-        for _ in range(self.config.batch_size):
-            sample: Sample = pool[int(torch.randint(len(pool), (1,), generator=gen))]
-            if image_from_video:
-                frame = int(torch.randint(sample.pixels.shape[1], (1,), generator=gen))
-                sample = Sample(sample.pixels[:, frame], sample.caption, "image", sample.source)
-            latents.append(self.cache.latents(sample))
-            conds.append(self.cache.prompt(sample.caption))
-        x0 = torch.stack(latents).to(self.spec.device)
+        samples: list[Sample] = self.data.draw(kind, gen, self.config.batch_size)
+        if getattr(self.data, "cacheable", False):
+            x0 = torch.stack([self.cache.latents(s) for s in samples])
+        else:
+            pixels = torch.stack([s.pixels if s.kind == "video" else s.pixels.unsqueeze(1) for s in samples])
+            with torch.no_grad():
+                x0 = self.spec.encode_video(pixels).float()
+        conds = [self.cache.prompt(s.caption) for s in samples]
         cond = {k: torch.cat([c[k] for c in conds]).to(self.spec.device) for k in conds[0]}
-        return x0, cond
+        return x0.to(self.spec.device), cond
 
     # ------------------------------------------------------------------ one step
     def _lr_factor(self, step: int) -> float:
@@ -212,15 +205,18 @@ class Trainer:
 
     def _checkpoint(self, step: int) -> None:
         if self.accelerator.is_main_process:
-            save_checkpoint(
-                self.config.output_dir,
-                step,
-                self.recipe.state_dict(),
-                self.optimizer,
-                {"base_lrs": self.base_lrs, "recipe": self.recipe.name},
-                keep=self.config.keep_checkpoints,
-            )
+            self._write_checkpoint(step)
         self.accelerator.wait_for_everyone()
+
+    def _write_checkpoint(self, step: int) -> None:
+        save_checkpoint(
+            self.config.output_dir,
+            step,
+            self.recipe.state_dict(),
+            self.optimizer,
+            {"base_lrs": self.base_lrs, "recipe": self.recipe.name},
+            keep=self.config.keep_checkpoints,
+        )
 
     def _validate(self, step: int) -> None:
         if not (self.accelerator.is_main_process and self.config.validation_prompts):
@@ -279,7 +275,7 @@ class Trainer:
         }
         self.recipe.save(self.config.output_dir, meta)
         # the final adapter is also a complete checkpoint, so a finished run resumes as finished
-        self._checkpoint(self.config.steps)
+        self._write_checkpoint(self.config.steps)
 
     @staticmethod
     def read_metadata(folder: str) -> dict[str, Any]:

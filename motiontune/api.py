@@ -1,0 +1,239 @@
+"""Python API mirroring the command line: :func:`train`, :func:`generate`, :func:`load`.
+
+>>> from motiontune import api
+>>> api.train("toy", videos=["ref.mp4"], captions="a red circle orbits on a black background",
+...           output_dir="runs/orbit", recipe="lora", steps=200)
+>>> api.generate(["a blue square orbits on a gray background"], adapter="runs/orbit",
+...              output_dir="outputs/orbit")
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+import torch
+
+from motiontune.backbones import load_backbone
+from motiontune.backbones.base import BackboneSpec
+from motiontune.data.dataset import Sample, TrainingData
+from motiontune.diffusion.sampling import SamplingConfig
+from motiontune.diffusion.sampling import generate as _generate
+from motiontune.errors import ConfigError
+from motiontune.recipes import load_recipe, make_recipe
+from motiontune.recipes.base import Recipe, read_recipe_json
+from motiontune.training.trainer import Trainer, TrainConfig, TrainResult
+
+DTYPES = {"fp32": torch.float32, "float32": torch.float32, "bf16": torch.bfloat16, "bfloat16": torch.bfloat16, "fp16": torch.float16, "float16": torch.float16}
+VIDEO_FORMATS = ("mp4", "gif", "png")
+
+
+def resolve_dtype(name: str | torch.dtype) -> torch.dtype:
+    if isinstance(name, torch.dtype):
+        return name
+    if name not in DTYPES:
+        raise ConfigError(f"unknown dtype {name!r}; use fp32, bf16 or fp16")
+    return DTYPES[name]
+
+
+def default_device() -> str:
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def load(
+    backbone: str | None = None,
+    adapter: str | None = None,
+    family: str | None = None,
+    device: str | None = None,
+    dtype: str | torch.dtype = "fp32",
+) -> tuple[BackboneSpec, Recipe | None, dict[str, Any]]:
+    """Load a backbone, and optionally a trained adapter folder on top of it.
+
+    With only ``adapter``, the backbone recorded in its ``motiontune.json`` is loaded.
+    Returns ``(spec, recipe or None, adapter metadata)``.
+    """
+    meta: dict[str, Any] = {}
+    if adapter is not None:
+        meta = read_recipe_json(adapter)
+        recorded = meta.get("backbone", {})
+        backbone = backbone or recorded.get("source")
+        family = family or recorded.get("family")
+    if backbone is None:
+        raise ConfigError("give a backbone (model id, alias, folder or 'toy') or an adapter folder")
+    spec = load_backbone(backbone, family=family, device=device or default_device(), dtype=resolve_dtype(dtype))
+    recipe = load_recipe(adapter, spec) if adapter is not None else None
+    return spec, recipe, meta
+
+
+def _as_list(x: Any) -> list:
+    if x is None:
+        return []
+    return list(x) if isinstance(x, (list, tuple)) else [x]
+
+
+def prepare_training_data(
+    spec: BackboneSpec,
+    videos: list[Any],
+    captions: list[str] | str,
+    num_frames: int,
+    height: int,
+    width: int,
+    images: list[Any] | None = None,
+    image_captions: list[str] | str | None = None,
+    sampling: str = "uniform",
+    stride: int | None = None,
+) -> TrainingData:
+    from motiontune.data.frames import prepare_image, prepare_video
+
+    videos, images = _as_list(videos), _as_list(images)
+    captions = _broadcast(captions, len(videos), "captions", "videos")
+    image_captions = _broadcast(image_captions, len(images), "image captions", "images")
+    spec.check_size(num_frames, height, width)
+    vsamples = [
+        Sample(prepare_video(v, num_frames, height, width, frame_rule=spec.frame_rule, sampling=sampling, stride=stride), c, "video", _name(v))
+        for v, c in zip(videos, captions)
+    ]
+    isamples = [Sample(prepare_image(i, height, width), c, "image", _name(i)) for i, c in zip(images, image_captions)]
+    return TrainingData(vsamples, isamples)
+
+
+def _name(x: Any) -> str:
+    return str(x) if isinstance(x, (str, os.PathLike)) else "<array>"
+
+
+def _broadcast(values: Any, n: int, what: str, of: str) -> list[str]:
+    values = _as_list(values)
+    if n == 0:
+        return []
+    if len(values) == 1:
+        return values * n
+    if len(values) != n:
+        raise ConfigError(f"got {len(values)} {what} for {n} {of}: give one caption, or one per item")
+    return values
+
+
+def train(
+    backbone: str,
+    videos: list[Any] | Any,
+    captions: list[str] | str,
+    output_dir: str,
+    recipe: str | Recipe = "lora",
+    family: str | None = None,
+    images: list[Any] | None = None,
+    image_captions: list[str] | str | None = None,
+    num_frames: int | None = None,
+    height: int | None = None,
+    width: int | None = None,
+    frame_sampling: str = "uniform",
+    frame_stride: int | None = None,
+    device: str | None = None,
+    dtype: str = "fp32",
+    recipe_settings: dict[str, Any] | None = None,
+    sampling_defaults: dict[str, Any] | None = None,
+    spec: BackboneSpec | None = None,
+    **train_settings: Any,
+) -> TrainResult:
+    """Customize ``backbone`` on reference videos (and images); write the adapter to ``output_dir``."""
+    spec = spec or load_backbone(backbone, family=family, device=device or default_device(), dtype=resolve_dtype(dtype))
+    f0, h0, w0 = spec.default_size
+    num_frames, height, width = num_frames or f0, height or h0, width or w0
+    data = prepare_training_data(spec, videos, captions, num_frames, height, width, images, image_captions, frame_sampling, frame_stride)
+    rec = recipe if isinstance(recipe, Recipe) else make_recipe(recipe, **(recipe_settings or {}))
+    known = {f.name for f in fields(TrainConfig)}
+    unknown = sorted(set(train_settings) - known)
+    if unknown:
+        raise ConfigError(f"unknown training setting(s): {', '.join(unknown)}")
+    config = TrainConfig(output_dir=output_dir, **train_settings)
+    metadata = {
+        "size": [num_frames, height, width],
+        "references": {"videos": [s.source for s in data.videos], "captions": [s.caption for s in data.videos],
+                       "images": [s.source for s in data.images]},
+        "sampling": {"num_inference_steps": spec.default_steps, "guidance_scale": spec.default_guidance, **(sampling_defaults or {})},
+    }
+    return Trainer(spec, rec, data, config, metadata).train()
+
+
+@dataclass
+class GenerationResult:
+    videos: torch.Tensor  # (N, 3, F, H, W) in [-1, 1]
+    prompts: list[str]
+    paths: list[str] = field(default_factory=list)
+
+
+def generate(
+    prompts: list[str] | str,
+    adapter: str | None = None,
+    backbone: str | None = None,
+    family: str | None = None,
+    output_dir: str | None = None,
+    formats: tuple[str, ...] | list[str] = ("mp4",),
+    num_frames: int | None = None,
+    height: int | None = None,
+    width: int | None = None,
+    steps: int | None = None,
+    guidance: float | None = None,
+    negative_prompt: str = "",
+    seed: int = 0,
+    adapter_scale: float | None = None,
+    batch_size: int = 4,
+    device: str | None = None,
+    dtype: str = "fp32",
+    progress: bool = True,
+    spec: BackboneSpec | None = None,
+    recipe: Recipe | None = None,
+) -> GenerationResult:
+    """Generate one video per prompt with the base model or a trained adapter; optionally write files."""
+    prompts = _as_list(prompts)
+    if not prompts:
+        raise ConfigError("no prompts given")
+    bad = [f for f in formats if f not in VIDEO_FORMATS]
+    if bad:
+        raise ConfigError(f"unknown output format(s) {bad}; choose from {', '.join(VIDEO_FORMATS)}")
+    meta: dict[str, Any] = {}
+    if spec is None:
+        spec, recipe, meta = load(backbone, adapter, family, device, dtype)
+    elif adapter is not None and recipe is None:
+        meta = read_recipe_json(adapter)
+        recipe = load_recipe(adapter, spec)
+    size = meta.get("size") or [None, None, None]
+    sampling = meta.get("sampling", {})
+    cfg = SamplingConfig(
+        num_inference_steps=steps or sampling.get("num_inference_steps"),
+        guidance_scale=guidance if guidance is not None else sampling.get("guidance_scale"),
+        num_frames=num_frames or size[0],
+        height=height or size[1],
+        width=width or size[2],
+        negative_prompt=negative_prompt,
+        seed=seed,
+        batch_size=batch_size,
+    )
+    if recipe is not None and adapter_scale is not None:
+        recipe.config.scale = adapter_scale
+    videos = _generate(spec, prompts, recipe, cfg, progress=progress)
+    result = GenerationResult(videos, prompts)
+    if output_dir:
+        result.paths = write_outputs(videos, prompts, output_dir, formats, fps=spec.default_fps)
+    return result
+
+
+def slug(text: str, limit: int = 48) -> str:
+    keep = "".join(c if c.isalnum() else "-" for c in text.lower())
+    while "--" in keep:
+        keep = keep.replace("--", "-")
+    return keep.strip("-")[:limit] or "video"
+
+
+def write_outputs(videos: torch.Tensor, prompts: list[str], output_dir: str, formats: tuple[str, ...] | list[str], fps: int = 8) -> list[str]:
+    from motiontune.data.video_io import write_frames, write_video
+
+    paths = []
+    for i, (video, prompt) in enumerate(zip(videos, prompts)):
+        stem = os.path.join(output_dir, f"{i:02d}-{slug(prompt)}")
+        for fmt in formats:
+            if fmt == "png":
+                write_frames(video, stem)
+                paths.append(stem)
+            else:
+                paths.append(str(write_video(video, f"{stem}.{fmt}", fps=fps)))
+    return paths

@@ -1,0 +1,264 @@
+"""HunyuanVideo text-to-video (HunyuanVideoTransformer3DModel + AutoencoderKLHunyuanVideo, flow matching).
+
+Text: a Llama encoder (hidden states of the third-to-last layer, prompt wrapped in the pipeline's
+``prompt_template`` whose first ``crop_start`` tokens are cropped off) gives the token sequence
+and its attention mask; CLIP text encoder 2 gives the pooled vector.  The released model is
+guidance-distilled: the guidance scale enters the transformer as an embedding (``guidance``,
+``guidance_scale * 1000`` as the pipeline passes it) instead of through two calls.
+
+Attention, all joint over video and text tokens with the video tokens first:
+
+* ``transformer_blocks.{i}.attn`` (dual-stream): video and text have separate projections
+  (``to_q``/``to_k``/``to_v``/``to_out.0`` for video, ``add_{q,k,v}_proj``/``to_add_out`` for
+  text); the sites name the video-stream ones.
+* ``single_transformer_blocks.{j}.attn`` (single-stream): ``to_q``/``to_k``/``to_v`` over the
+  concatenated tokens; there is no output projection in the attention module (the block's
+  ``proj_out`` mixes the attention output with the MLP branch), so these sites have only the
+  ``q``, ``k``, ``v`` roles.
+
+RoPE (3D, video tokens only) is built by ``transformer.rope`` (HunyuanVideoRotaryPosEmbed) once
+per forward.  The text encoders' refiner (``context_embedder``) attends over text only and is
+not listed.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any, ClassVar
+
+import torch
+from diffusers import HunyuanVideoPipeline
+from diffusers.pipelines.hunyuan_video.pipeline_hunyuan_video import DEFAULT_PROMPT_TEMPLATE
+
+from motiontune.backbones.base import AttentionSite, BackboneSpec, Conditioning, TokenLayout
+from motiontune.errors import ConfigError
+
+#: the pipeline's default ``max_sequence_length`` (Llama tokens kept after the template crop)
+DEFAULT_MAX_SEQUENCE_LENGTH = 256
+
+
+class PartialAttentionSite(AttentionSite):
+    """An attention site whose module lacks some projection roles (here: no output projection).
+
+    ``module_names()`` without ``roles`` lists the roles the module has; asking for a missing
+    role explicitly still raises :class:`~motiontune.errors.ConfigError`.
+    """
+
+    def module_names(self, roles: tuple[str, ...] | None = None) -> list[str]:
+        return super().module_names(tuple(self.projections) if roles is None else roles)
+
+
+class HunyuanVideoSpec(BackboneSpec):
+    family = "hunyuan_video"
+    description = "HunyuanVideo (13B): dual/single-stream joint DiT, 3D RoPE, flow matching, embedded guidance"
+    aliases = {
+        "hunyuanvideo": "hunyuanvideo-community/HunyuanVideo",
+        "hunyuan-video": "hunyuanvideo-community/HunyuanVideo",
+    }
+    pipeline_cls = HunyuanVideoPipeline
+    denoiser_attr = "transformer"
+    denoiser_classes = ("HunyuanVideoTransformer3DModel",)
+    #: the embedded (distilled) guidance scale, not a classifier-free guidance scale
+    default_guidance = 6.0
+    default_steps = 50
+    default_fps = 24
+    #: the pipeline's Llama prompt template (``crop_start`` 95 for the Llama 3 tokenizer)
+    default_prompt_template: ClassVar[dict[str, Any]] = DEFAULT_PROMPT_TEMPLATE
+
+    def __init__(
+        self,
+        pipe: Any,
+        source: str,
+        device: str | torch.device = "cpu",
+        dtype: torch.dtype = torch.float32,
+        prompt_template: dict[str, Any] | None = None,
+        max_sequence_length: int | None = None,
+    ):
+        super().__init__(pipe, source, device=device, dtype=dtype)
+        self.prompt_template: dict[str, Any] = dict(self.default_prompt_template)
+        self.max_sequence_length = DEFAULT_MAX_SEQUENCE_LENGTH
+        self._template_checked = False
+        self.configure_text(prompt_template=prompt_template, max_sequence_length=max_sequence_length)
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        source: str,
+        device: str | torch.device = "cpu",
+        dtype: torch.dtype = torch.float32,
+        prompt_template: dict[str, Any] | None = None,
+        max_sequence_length: int | None = None,
+        **kwargs: Any,
+    ) -> "HunyuanVideoSpec":
+        spec = super().from_pretrained(source, device=device, dtype=dtype, **kwargs)
+        spec.configure_text(prompt_template=prompt_template, max_sequence_length=max_sequence_length)
+        return spec
+
+    def configure_text(self, prompt_template: dict[str, Any] | None = None, max_sequence_length: int | None = None) -> None:
+        """Set the Llama prompt template and/or the number of text tokens kept (clears the prompt cache).
+
+        ``prompt_template`` is the pipeline's ``{"template": "...{}...", "crop_start": N}``; with
+        ``crop_start`` None it is counted here: the tokens the tokenizer gives for the text before
+        ``{}`` (special tokens included), i.e. everything in front of the prompt.
+        """
+        if prompt_template is not None:
+            if "{}" not in prompt_template.get("template", ""):
+                raise ConfigError("prompt_template['template'] must contain '{}' where the prompt goes")
+            template = dict(prompt_template)
+            if template.get("crop_start") is None:
+                template["crop_start"] = self._template_prefix_tokens(template)
+            self.prompt_template = template
+            self._template_checked = True
+        if max_sequence_length is not None:
+            if int(max_sequence_length) < 1:
+                raise ConfigError(f"max_sequence_length must be >= 1, not {max_sequence_length}")
+            self.max_sequence_length = int(max_sequence_length)
+        self.clear_prompt_cache()
+
+    def _template_prefix_tokens(self, template: dict[str, Any]) -> int:
+        prefix = template["template"].split("{}")[0]
+        return len(self.pipe.tokenizer(prefix)["input_ids"])
+
+    def _check_template(self) -> None:
+        if self._template_checked:
+            return
+        self._template_checked = True
+        n = self._template_prefix_tokens(self.prompt_template)
+        crop = self.prompt_template["crop_start"]
+        if n != crop:
+            warnings.warn(
+                f"the prompt template crops {crop} tokens but this tokenizer puts {n} tokens before the prompt; "
+                f"pass prompt_template={{'template': ..., 'crop_start': {n}}} (or crop_start=None) if the template fits it",
+                stacklevel=3,
+            )
+
+    # ------------------------------------------------------------------ geometry
+    @property
+    def latent_channels(self) -> int:
+        return int(self.vae.config.latent_channels)
+
+    @property
+    def spatial_compression(self) -> int:
+        return int(self.vae.config.spatial_compression_ratio)
+
+    @property
+    def temporal_compression(self) -> int:
+        return int(self.vae.config.temporal_compression_ratio)
+
+    @property
+    def patch_size(self) -> tuple[int, int, int]:
+        cfg = self.denoiser.config
+        return (int(cfg.patch_size_t), int(cfg.patch_size), int(cfg.patch_size))
+
+    @property
+    def default_size(self) -> tuple[int, int, int]:
+        defaults = getattr(self.pipe, "_motiontune_default_size", None)
+        if defaults:
+            return tuple(defaults)
+        return (129, 720, 1280)
+
+    # ------------------------------------------------------------------ text
+    def _encode_prompts(self, prompts: list[str]) -> Conditioning:
+        self._check_template()
+        embeds, pooled, mask = self.pipe.encode_prompt(
+            prompt=prompts,
+            prompt_template=self.prompt_template,
+            device=self.device,
+            dtype=self.dtype,
+            max_sequence_length=self.max_sequence_length,
+        )
+        return {
+            "prompt_embeds": embeds.to(self.dtype),
+            "pooled_projections": pooled.to(self.dtype),
+            "encoder_attention_mask": mask.to(self.dtype),
+        }
+
+    # ------------------------------------------------------------------ video
+    @property
+    def scaling_factor(self) -> float:
+        return float(self.vae.config.scaling_factor)
+
+    def encode_video(self, pixels: torch.Tensor, sample: bool = False, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Pixels (B, 3, F, H, W) in [-1, 1] -> latents (B, C, f, h, w) times the VAE's scaling_factor."""
+        pixels = pixels.to(self.device, self.vae.dtype)
+        dist = self.vae.encode(pixels).latent_dist
+        z = dist.sample(generator) if sample else dist.mode()
+        return (z * self.scaling_factor).to(self.dtype)
+
+    def decode_latents(self, latents: torch.Tensor) -> torch.Tensor:
+        latents = latents.to(self.device, self.vae.dtype) / self.scaling_factor
+        return self.vae.decode(latents, return_dict=False)[0].clamp(-1, 1)
+
+    # ------------------------------------------------------------------ denoiser
+    def guidance_tensor(self, guidance: float | torch.Tensor | None, batch: int) -> torch.Tensor | None:
+        """The transformer's ``guidance`` input: ``guidance_scale * 1000`` per sample, as the pipeline builds it.
+
+        ``guidance`` is the guidance scale (e.g. 6.0; default :attr:`default_guidance`), a float
+        or a tensor of one value per sample.  None where the model has no guidance embedding.
+        """
+        if not self.denoiser.config.guidance_embeds:
+            return None
+        g = torch.as_tensor(self.default_guidance if guidance is None else guidance, dtype=torch.float32)
+        if g.numel() > 0 and float(g.abs().max()) > 100:
+            raise ConfigError(
+                f"guidance={float(g.abs().max()):g}: give the guidance scale (e.g. 6.0); it is multiplied by 1000 here"
+            )
+        g = g.reshape(-1).to(self.device)
+        if g.numel() == 1:
+            g = g.expand(batch)
+        elif g.numel() != batch:
+            raise ConfigError(f"guidance has {g.numel()} values for a batch of {batch}")
+        return (g * 1000.0).to(self.dtype)
+
+    def predict(self, x_t: torch.Tensor, t: torch.Tensor, cond: Conditioning, **kwargs: Any) -> torch.Tensor:
+        """One transformer call on latents (B, C, f, h, w); returns the flow velocity in that layout.
+
+        kwargs: ``guidance`` (the embedded guidance scale, default :attr:`default_guidance`; the
+        transformer receives it times 1000) and ``attention_kwargs`` (passed to the attention
+        processors, e.g. ``{"scale": s}`` for LoRA).
+        """
+        batch = x_t.shape[0]
+        t = torch.as_tensor(t, device=self.device)
+        if t.ndim == 0 or t.numel() == 1:
+            t = t.reshape(()).expand(batch)
+        return self.denoiser(
+            hidden_states=x_t.to(self.device, self.dtype),
+            timestep=t.to(self.dtype),
+            encoder_hidden_states=cond["prompt_embeds"].to(self.dtype),
+            encoder_attention_mask=cond["encoder_attention_mask"].to(self.dtype),
+            pooled_projections=cond["pooled_projections"].to(self.dtype),
+            guidance=self.guidance_tensor(kwargs.get("guidance"), batch),
+            attention_kwargs=kwargs.get("attention_kwargs"),
+            return_dict=False,
+        )[0]
+
+    # ------------------------------------------------------------------ layout
+    def attention_sites(self) -> list[AttentionSite]:
+        cfg = self.denoiser.config
+        heads, dim = int(cfg.num_attention_heads), int(cfg.attention_head_dim)
+        sites: list[AttentionSite] = []
+        for i, _ in enumerate(self.denoiser.transformer_blocks):
+            sites.append(AttentionSite(f"transformer_blocks.{i}.attn", "joint", heads, dim, block=i))
+        n = len(sites)
+        for j, _ in enumerate(self.denoiser.single_transformer_blocks):
+            sites.append(
+                PartialAttentionSite(
+                    f"single_transformer_blocks.{j}.attn", "joint", heads, dim,
+                    projections={"q": "to_q", "k": "to_k", "v": "to_v"}, block=n + j,
+                )
+            )
+        return sites
+
+    def token_layout(self, latent_shape: tuple[int, ...], text_tokens: int = 0) -> TokenLayout:
+        pt, ph, pw = self.patch_size
+        _, _, f, h, w = latent_shape
+        return TokenLayout(
+            f // pt, h // ph, w // pw,
+            text_tokens=text_tokens or self.max_sequence_length,
+            text_position="after",
+        )
+
+    def rope_module(self) -> torch.nn.Module:
+        """``transformer.rope`` (HunyuanVideoRotaryPosEmbed): ``forward(latents)`` -> ``(cos, sin)`` over the
+        frame-major token grid, columns ``[t | h | w]`` split by ``rope_axes_dim``."""
+        return self.denoiser.rope

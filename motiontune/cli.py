@@ -1,0 +1,331 @@
+"""The ``motiontune`` command.
+
+Settings come from flags or a YAML file (``--config run.yaml``, keys named like the long flags
+with underscores); flags given on the command line override the file. User mistakes print one
+line on stderr and exit with status 2; the traceback is kept for bugs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Any, Callable
+
+from motiontune.errors import ConfigError, MotiontuneError
+
+EXAMPLES = {
+    "train": """example:
+  motiontune train --backbone wan2.1-1.3b --video ref.mp4 \\
+      --caption "a man dances in a park" --recipe lora --steps 400 \\
+      --num-frames 49 --height 480 --width 832 --output runs/dance
+  motiontune train --backbone toy --video orbit.mp4 \\
+      --caption "a red circle orbits on a black background" --steps 150 --output runs/orbit
+  motiontune train --config run.yaml --lr 5e-5     # flags override the file""",
+    "generate": """example:
+  motiontune generate --adapter runs/dance --prompt "a bear dances in the snow" \\
+      --prompt "a robot dances on the moon" --seed 0 --format mp4,gif --output outputs/dance
+  motiontune generate --backbone toy --prompt "a red circle moves left on a black background" --output outputs/base""",
+    "list": """example:
+  motiontune list            # backbones, aliases, recipes and metrics
+  motiontune list recipes""",
+}
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, status 2
+        raise ConfigError(f"{self.prog}: {message}")
+
+
+def _add_common_model(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--backbone", help="model: an alias (see `motiontune list`), a hub id, a local diffusers folder, or 'toy'")
+    p.add_argument("--family", help="backbone family when --backbone is a bare hub id (wan, cogvideox, hunyuan_video, latte, unet3d)")
+    p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda if available)")
+    p.add_argument("--dtype", help="fp32 (default), bf16 or fp16")
+    p.add_argument("--config", help="YAML file with settings; flags override it")
+
+
+def _add_size(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--num-frames", type=int, help="frames (default: the backbone's / the adapter's)")
+    p.add_argument("--height", type=int)
+    p.add_argument("--width", type=int)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="motiontune", description="Customized video generation: teach a text-to-video model a motion.")
+    parser.add_argument("--version", action="store_true", help="print the version and exit")
+    sub = parser.add_subparsers(dest="command", parser_class=_Parser)
+
+    t = sub.add_parser("train", help="customize a backbone on reference videos/images", epilog=EXAMPLES["train"],
+                       formatter_class=argparse.RawDescriptionHelpFormatter, argument_default=argparse.SUPPRESS)
+    _add_common_model(t)
+    t.add_argument("--recipe", help="method (see `motiontune list recipes`; default lora)")
+    t.add_argument("--video", action="append", help="reference video (mp4/mov/webm/gif or a folder of frames); repeatable")
+    t.add_argument("--caption", action="append", help="caption of the reference video(s); one, or one per --video")
+    t.add_argument("--image", action="append", help="reference image (png/jpg); repeatable")
+    t.add_argument("--image-caption", action="append", help="caption of the reference image(s)")
+    t.add_argument("--output", help="folder for the adapter, checkpoints and logs")
+    _add_size(t)
+    t.add_argument("--frame-sampling", choices=["uniform", "stride", "first"], help="how frames are taken from a longer clip")
+    t.add_argument("--frame-stride", type=int)
+    t.add_argument("--steps", type=int, help="optimizer steps (default 300)")
+    t.add_argument("--lr", type=float, help="learning rate (default: the recipe's)")
+    t.add_argument("--batch-size", type=int)
+    t.add_argument("--gradient-accumulation-steps", type=int)
+    t.add_argument("--gradient-checkpointing", action="store_true")
+    t.add_argument("--mixed-precision", choices=["no", "bf16", "fp16"])
+    t.add_argument("--seed", type=int)
+    t.add_argument("--timestep-distribution", choices=["uniform", "logit_normal"])
+    t.add_argument("--train-timesteps", help="train only on t in LOW:HIGH (native units, e.g. 700:1000; append 'ddpm' to give DDPM timesteps)")
+    t.add_argument("--infer-timesteps", help="apply the adapter only for t in LOW:HIGH when generating (default: as trained)")
+    t.add_argument("--rank", type=int, help="LoRA rank")
+    t.add_argument("--alpha", type=float, help="LoRA alpha")
+    t.add_argument("--projections", help="comma list of q,k,v,o")
+    t.add_argument("--attention", help="comma list of attention kinds: spatial,temporal,joint,cross")
+    t.add_argument("--set", action="append", metavar="KEY=VALUE", help="any other recipe setting; repeatable")
+    t.add_argument("--checkpoint-every", type=int)
+    t.add_argument("--no-resume", action="store_true", help="start over even if checkpoints exist")
+    t.add_argument("--cache-dir", help="on-disk cache of latents and prompt embeddings")
+    t.add_argument("--tensorboard", action="store_true")
+    t.add_argument("--validation-prompt", action="append")
+    t.add_argument("--validation-every", type=int)
+    t.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    g = sub.add_parser("generate", help="generate videos with a base model or a trained adapter", epilog=EXAMPLES["generate"],
+                       formatter_class=argparse.RawDescriptionHelpFormatter, argument_default=argparse.SUPPRESS)
+    _add_common_model(g)
+    g.add_argument("--adapter", help="folder written by `motiontune train`")
+    g.add_argument("--prompt", action="append", help="prompt; repeatable")
+    g.add_argument("--negative-prompt")
+    g.add_argument("--output", help="output folder (default outputs/)")
+    g.add_argument("--format", help="comma list of mp4, gif, png (default mp4)")
+    _add_size(g)
+    g.add_argument("--steps", type=int, help="sampling steps")
+    g.add_argument("--guidance", type=float, help="classifier-free guidance scale")
+    g.add_argument("--seed", type=int)
+    g.add_argument("--adapter-scale", type=float)
+    g.add_argument("--batch-size", type=int)
+    g.add_argument("--quiet", action="store_true")
+
+    ls = sub.add_parser("list", help="list backbones, recipes and metrics", epilog=EXAMPLES["list"],
+                        formatter_class=argparse.RawDescriptionHelpFormatter)
+    ls.add_argument("what", nargs="?", choices=["all", "backbones", "recipes", "metrics"], default="all")
+
+    for name, (helptext, add_args, _) in EXTRA_COMMANDS.items():
+        p = sub.add_parser(name, help=helptext, epilog=EXAMPLES.get(name), formatter_class=argparse.RawDescriptionHelpFormatter,
+                           argument_default=argparse.SUPPRESS)
+        add_args(p)
+    return parser
+
+
+#: further subcommands registered by other modules: name -> (help, add_arguments, run)
+EXTRA_COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[dict[str, Any]], int]]] = {}
+
+
+def register_command(name: str, helptext: str, add_arguments: Callable, run: Callable, example: str | None = None) -> None:
+    EXTRA_COMMANDS[name] = (helptext, add_arguments, run)
+    if example:
+        EXAMPLES[name] = example
+
+
+def load_yaml_config(path: str) -> dict[str, Any]:
+    import yaml
+
+    if not os.path.isfile(path):
+        raise ConfigError(f"{path}: config file not found")
+    try:
+        with open(path, encoding="utf-8") as fh:
+            data = yaml.safe_load(fh) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: invalid YAML ({str(exc).splitlines()[0]})") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the config must be a mapping of settings")
+    return {str(k).replace("-", "_"): v for k, v in data.items()}
+
+
+def merged_settings(args: argparse.Namespace) -> dict[str, Any]:
+    flags = {k: v for k, v in vars(args).items() if k != "command"}
+    settings: dict[str, Any] = {}
+    if flags.get("config"):
+        settings.update(load_yaml_config(flags["config"]))
+    settings.update(flags)
+    settings.pop("config", None)
+    return settings
+
+
+def _csv(v: Any) -> list[str]:
+    if v is None:
+        return []
+    if isinstance(v, str):
+        return [x.strip() for x in v.split(",") if x.strip()]
+    return list(v)
+
+
+def _parse_set(items: list[str] | None) -> dict[str, Any]:
+    import yaml
+
+    out = {}
+    for item in items or []:
+        if "=" not in item:
+            raise ConfigError(f"--set expects KEY=VALUE, got {item!r}")
+        k, v = item.split("=", 1)
+        out[k.strip().replace("-", "_")] = yaml.safe_load(v)
+    return out
+
+
+TRAIN_KEYS = {
+    "steps": "steps", "lr": "learning_rate", "batch_size": "batch_size",
+    "gradient_accumulation_steps": "gradient_accumulation_steps", "gradient_checkpointing": "gradient_checkpointing",
+    "mixed_precision": "mixed_precision", "seed": "seed", "timestep_distribution": "timestep_distribution",
+    "checkpoint_every": "checkpoint_every", "cache_dir": "cache_dir", "tensorboard": "tensorboard",
+    "validation_every": "validation_every",
+}
+RECIPE_KEYS = ("train_timesteps", "infer_timesteps", "rank", "alpha", "projections", "attention")
+
+
+def run_train(s: dict[str, Any]) -> int:
+    from motiontune import api
+
+    backbone = s.pop("backbone", None)
+    videos, captions = s.pop("video", None), s.pop("caption", None)
+    output = s.pop("output", None)
+    if not backbone:
+        raise ConfigError("train needs --backbone (an alias, hub id, folder or 'toy')")
+    if not videos and not s.get("image"):
+        raise ConfigError("train needs at least one --video (or --image)")
+    if videos and not captions:
+        raise ConfigError("train needs --caption for the reference video(s)")
+    if not output:
+        raise ConfigError("train needs --output (the folder for the adapter)")
+    recipe_settings = {k: s.pop(k) for k in RECIPE_KEYS if k in s}
+    recipe_settings.update(_parse_set(s.pop("set", None)))
+    recipe_settings.update(s.pop("recipe_settings", {}) or {})
+    train_settings = {TRAIN_KEYS[k]: s.pop(k) for k in list(s) if k in TRAIN_KEYS}
+    if s.pop("no_resume", False):
+        train_settings["resume"] = False
+    if s.pop("quiet", False):
+        train_settings["progress"] = False
+    vp = s.pop("validation_prompt", None)
+    if vp:
+        train_settings["validation_prompts"] = _csv(vp) if isinstance(vp, str) else list(vp)
+    result = api.train(
+        backbone,
+        videos=videos or [],
+        captions=captions or [],
+        output_dir=output,
+        recipe=s.pop("recipe", "lora"),
+        family=s.pop("family", None),
+        images=s.pop("image", None),
+        image_captions=s.pop("image_caption", None),
+        num_frames=s.pop("num_frames", None),
+        height=s.pop("height", None),
+        width=s.pop("width", None),
+        frame_sampling=s.pop("frame_sampling", "uniform"),
+        frame_stride=s.pop("frame_stride", None),
+        device=s.pop("device", None),
+        dtype=s.pop("dtype", "fp32"),
+        recipe_settings=recipe_settings,
+        **train_settings,
+    )
+    if s:
+        raise ConfigError(f"unknown setting(s) for train: {', '.join(sorted(s))}")
+    print(f"trained {result.steps} steps in {result.seconds:.1f}s (final loss {result.final_loss:.4f}); adapter written to {result.output_dir}")
+    return 0
+
+
+def run_generate(s: dict[str, Any]) -> int:
+    from motiontune import api
+
+    prompts = s.pop("prompt", None)
+    if not prompts:
+        raise ConfigError("generate needs at least one --prompt")
+    if not s.get("adapter") and not s.get("backbone"):
+        raise ConfigError("generate needs --adapter (a trained folder) or --backbone")
+    out = s.pop("output", "outputs")
+    formats = _csv(s.pop("format", "mp4"))
+    quiet = s.pop("quiet", False)
+    result = api.generate(
+        prompts if isinstance(prompts, list) else [prompts],
+        adapter=s.pop("adapter", None), backbone=s.pop("backbone", None), family=s.pop("family", None),
+        output_dir=out, formats=formats, num_frames=s.pop("num_frames", None), height=s.pop("height", None),
+        width=s.pop("width", None), steps=s.pop("steps", None), guidance=s.pop("guidance", None),
+        negative_prompt=s.pop("negative_prompt", ""), seed=s.pop("seed", 0), adapter_scale=s.pop("adapter_scale", None),
+        batch_size=s.pop("batch_size", 4), device=s.pop("device", None), dtype=s.pop("dtype", "fp32"), progress=not quiet,
+    )
+    if s:
+        raise ConfigError(f"unknown setting(s) for generate: {', '.join(sorted(s))}")
+    for p in result.paths:
+        print(p)
+    return 0
+
+
+def run_list(what: str) -> int:
+    from motiontune.backbones import all_aliases, backbone_families, get_spec_class
+    from motiontune.recipes import get_recipe_class, recipe_names
+
+    if what in ("all", "backbones"):
+        print("backbones (family: description)")
+        for fam in backbone_families():
+            print(f"  {fam:14s} {get_spec_class(fam).description}")
+        print("  toy            the embedded toy-world model (a tiny Wan2.1), loaded with --backbone toy")
+        print("aliases")
+        for alias, (fam, hub) in sorted(all_aliases().items()):
+            print(f"  {alias:20s} {fam:14s} {hub}")
+    if what in ("all", "recipes"):
+        print("recipes")
+        for name in recipe_names():
+            print(f"  {name:14s} {get_recipe_class(name).summary}")
+    if what in ("all", "metrics"):
+        from motiontune.evaluation.registry import METRICS
+
+        print("metrics")
+        for name, info in sorted(METRICS.items()):
+            needs = f" (needs {info.weights})" if info.needs_weights else ""
+            print(f"  {name:22s} {info.definition}{needs}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    _load_extra_commands()
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+        if getattr(args, "version", False):
+            from motiontune import __version__
+
+            print(__version__)
+            return 0
+        if args.command is None:
+            parser.print_help()
+            return 2
+        if args.command == "list":
+            return run_list(args.what)
+        settings = merged_settings(args)
+        settings.pop("version", None)
+        if args.command == "train":
+            return run_train(settings)
+        if args.command == "generate":
+            return run_generate(settings)
+        return EXTRA_COMMANDS[args.command][2](settings)
+    except MotiontuneError as exc:
+        print(f"motiontune: error: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("motiontune: interrupted", file=sys.stderr)
+        return 130
+
+
+def _load_extra_commands() -> None:
+    """Import the modules that register further subcommands (demo, probe, eval, bench)."""
+    import importlib
+
+    for module in ("motiontune.toyworld.commands", "motiontune.probe.commands", "motiontune.evaluation.commands"):
+        try:
+            importlib.import_module(module)
+        except ModuleNotFoundError as exc:
+            if not (exc.name and module.startswith(exc.name)):
+                raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,131 @@
+"""Trainer: exact resume, atomic checkpoints, timestep ranges, latent cache."""
+
+import os
+
+import pytest
+import torch
+
+from motiontune.backbones import load_backbone
+from motiontune.data.dataset import LatentCache, Sample, TrainingData
+from motiontune.diffusion.schedules import FlowMatchSchedule, DDPMSchedule, TimestepRange, ddpm_to_flow_t, scaled_linear_alphas_cumprod
+from motiontune.errors import ConfigError
+from motiontune.recipes import make_recipe
+from motiontune.training.checkpoint import list_checkpoints
+from motiontune.training.trainer import Trainer, TrainConfig
+
+VIDEO = torch.rand(3, 5, 16, 16, generator=torch.Generator().manual_seed(1)) * 2 - 1
+
+
+def _trainer(folder, out, steps, **kw):
+    spec = load_backbone(folder)
+    recipe = make_recipe("lora", rank=4, alpha=4, dropout=0.1, attention=("joint",))
+    cfg = TrainConfig(output_dir=str(out), steps=steps, progress=False, learning_rate=1e-3, checkpoint_every=3, **kw)
+    return Trainer(spec, recipe, TrainingData([Sample(VIDEO, "a red circle moves left")]), cfg)
+
+
+def test_interrupted_and_resumed_run_matches_uninterrupted(tiny_model_dir, tmp_path):
+    folder = tiny_model_dir("wan")
+    full = _trainer(folder, tmp_path / "a", 8)
+    full.train()
+    part = _trainer(folder, tmp_path / "b", 5)
+    part.train()
+    assert [s for s, _ in list_checkpoints(str(tmp_path / "b"))] == [3, 5]
+    resumed = _trainer(folder, tmp_path / "b", 8)
+    result = resumed.train()
+    assert result.resumed_from == 5
+    a, b = full.recipe.state_dict(), resumed.recipe.state_dict()
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    oa, ob = full.optimizer.state_dict()["state"], resumed.optimizer.state_dict()["state"]
+    for i in oa:
+        for key in ("exp_avg", "exp_avg_sq", "step"):
+            assert torch.equal(oa[i][key], ob[i][key])
+
+
+def test_crash_during_checkpoint_keeps_previous(tiny_model_dir, tmp_path, monkeypatch):
+    folder = tiny_model_dir("wan")
+    tr = _trainer(folder, tmp_path / "c", 7)
+    tr.train()
+    before = list_checkpoints(str(tmp_path / "c"))
+    import motiontune.training.checkpoint as ck
+
+    def boom(*a, **k):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(ck, "save_tensors", boom)
+    with pytest.raises(RuntimeError):
+        ck.save_checkpoint(str(tmp_path / "c"), 9, tr.recipe.state_dict(), tr.optimizer)
+    assert list_checkpoints(str(tmp_path / "c")) == before
+    leftovers = [n for n in os.listdir(tmp_path / "c" / "checkpoints") if n.startswith(".tmp")]
+    assert leftovers == []
+
+
+def test_timestep_range_is_respected():
+    g = torch.Generator().manual_seed(0)
+    flow = FlowMatchSchedule()
+    t = flow.sample_timesteps(2000, g, "uniform", TimestepRange(700, 1000))
+    assert t.min() >= 700 and t.max() <= 1000 and t.float().mean() > 800
+    ddpm = DDPMSchedule(scaled_linear_alphas_cumprod())
+    t = ddpm.sample_timesteps(2000, g, "logit_normal", TimestepRange(0, 300))
+    assert t.dtype == torch.long and t.min() >= 0 and t.max() <= 300
+    # a DDPM-unit range maps onto the flow noise level of equal SNR
+    lo, hi = TimestepRange(700, 1000, unit="ddpm").native(flow)
+    assert 0 < lo < hi <= 1000
+    ac = scaled_linear_alphas_cumprod()
+    sigma = ddpm_to_flow_t(700) / 1000
+    snr_flow = ((1 - sigma) / sigma) ** 2
+    assert abs(snr_flow - float(ac[700] / (1 - ac[700]))) < 1e-6
+    assert TimestepRange.parse("700") == TimestepRange(700, 1000)
+    assert TimestepRange.parse(":300") == TimestepRange(0, 300)
+    with pytest.raises(ConfigError):
+        TimestepRange.parse("a:b")
+
+
+def test_schedules_recover_x0():
+    x0, n = torch.randn(2, 4, 3, 4, 4), torch.randn(2, 4, 3, 4, 4)
+    t = torch.tensor([100, 900])
+    for sched in (FlowMatchSchedule(), DDPMSchedule(scaled_linear_alphas_cumprod(), "epsilon"), DDPMSchedule(scaled_linear_alphas_cumprod(), "v_prediction")):
+        xt = sched.add_noise(x0, n, t)
+        rec = sched.predict_x0(xt, sched.target(x0, n, t), t)
+        assert torch.allclose(rec, x0, atol=1e-4), type(sched).__name__
+
+
+def test_training_only_uses_timesteps_in_range(tiny_model_dir, tmp_path):
+    seen = []
+    spec = load_backbone(tiny_model_dir("wan"))
+    recipe = make_recipe("lora", rank=2, attention=("joint",), train_timesteps="600:900")
+    orig = spec.predict
+
+    def spy(x, t, cond, **kw):
+        seen.extend(t.tolist())
+        return orig(x, t, cond, **kw)
+
+    spec.predict = spy
+    cfg = TrainConfig(output_dir=str(tmp_path), steps=6, progress=False, checkpoint_every=0)
+    Trainer(spec, recipe, TrainingData([Sample(VIDEO, "x")]), cfg).train()
+    assert len(seen) == 6 and all(600 <= t <= 900 for t in seen)
+
+
+def test_latent_cache_on_disk(tiny_model_dir, tmp_path):
+    spec = load_backbone(tiny_model_dir("wan"))
+    cache = LatentCache(spec, str(tmp_path))
+    s = Sample(VIDEO, "a red circle")
+    a = cache.latents(s)
+    cache2 = LatentCache(spec, str(tmp_path))
+    b = cache2.latents(s)
+    assert cache.misses == 1 and cache2.hits == 1 and cache2.misses == 0
+    assert torch.equal(a, b)
+    c = cache2.latents(Sample(VIDEO * 0.5, "a red circle"))
+    assert cache2.misses == 1 and not torch.equal(a, c)
+    p1 = cache2.prompt("a red circle")
+    assert torch.equal(p1["encoder_hidden_states"], LatentCache(spec, str(tmp_path)).prompt("a red circle")["encoder_hidden_states"])
+
+
+def test_bad_train_settings():
+    with pytest.raises(ConfigError):
+        TrainConfig(steps=0)
+    with pytest.raises(ConfigError):
+        TrainConfig(mixed_precision="fp8")
+    with pytest.raises(ConfigError, match="no training data"):
+        TrainingData([], [])
