@@ -26,6 +26,7 @@ import torch
 
 from motiontune.errors import ConfigError, ModelLoadError
 
+DEFAULTS_FILE = "motiontune_defaults.json"
 AttentionKind = Literal["spatial", "temporal", "joint", "cross"]
 Conditioning = dict[str, torch.Tensor]
 
@@ -142,6 +143,24 @@ class BackboneSpec:
         from motiontune.diffusion.schedules import make_schedule
 
         self.schedule = make_schedule(self.pipe.scheduler)
+        self._apply_folder_defaults()
+
+    def _apply_folder_defaults(self) -> None:
+        """A model folder may carry ``motiontune_defaults.json`` with the size, steps, guidance and
+        fps it was trained for (the toy model does); they replace the family's defaults."""
+        path = os.path.join(self.source, DEFAULTS_FILE)
+        if not os.path.isfile(path):
+            return
+        try:
+            with open(path, encoding="utf-8") as fh:
+                data = json.load(fh)
+        except (OSError, json.JSONDecodeError) as exc:
+            raise ModelLoadError(f"{path}: unreadable ({exc})") from exc
+        if "num_frames" in data:
+            self.pipe._motiontune_default_size = (int(data["num_frames"]), int(data["height"]), int(data["width"]))
+        for key in ("default_steps", "default_guidance", "default_fps"):
+            if key in data:
+                setattr(self, key, type(getattr(self, key))(data[key]))
 
     # ------------------------------------------------------------------ loading
     @classmethod

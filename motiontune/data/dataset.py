@@ -22,15 +22,21 @@ if TYPE_CHECKING:
 class Sample:
     """One reference: pixels (3, F, H, W) for a video or (3, H, W) for an image, in [-1, 1]."""
 
-    pixels: torch.Tensor
+    pixels: torch.Tensor | None
     caption: str
     kind: str = "video"
     source: str = "<tensor>"
+    #: precomputed normalised latents (C, f, h, w); when given, pixels may be None
+    latents: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
         want = 4 if self.kind == "video" else 3
         if self.kind not in ("video", "image"):
             raise ConfigError(f"sample kind must be 'video' or 'image', not {self.kind!r}")
+        if self.pixels is None:
+            if self.latents is None:
+                raise ConfigError(f"{self.source}: a sample needs pixels or latents")
+            return
         if self.pixels.ndim != want or self.pixels.shape[0] != 3:
             raise ConfigError(f"{self.source}: {self.kind} pixels must have shape (3, {'F, ' if want == 4 else ''}H, W), got {tuple(self.pixels.shape)}")
 

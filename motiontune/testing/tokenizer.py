@@ -12,13 +12,15 @@ SPECIAL_TOKENS = ["<pad>", "</s>", "<unk>"]
 
 def build_word_tokenizer(words: Iterable[str], max_length: int = 32) -> PreTrainedTokenizerFast:
     """Lower-case word tokenizer over ``words``; pad id 0, eos ``</s>`` appended, unknown words -> ``<unk>``."""
+    normalizer = normalizers.Sequence([normalizers.NFKC(), normalizers.Lowercase()])
+    pre_tokenizer = pre_tokenizers.Whitespace()
     vocab: dict[str, int] = {tok: i for i, tok in enumerate(SPECIAL_TOKENS)}
-    for word in words:
-        for w in str(word).lower().split():
-            vocab.setdefault(w, len(vocab))
+    for word in words:  # split exactly as the tokenizer will ("figure-eight" -> figure, -, eight)
+        for piece, _ in pre_tokenizer.pre_tokenize_str(normalizer.normalize_str(str(word))):
+            vocab.setdefault(piece, len(vocab))
     tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
-    tok.normalizer = normalizers.Sequence([normalizers.NFKC(), normalizers.Lowercase()])
-    tok.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Whitespace()])
+    tok.normalizer = normalizer
+    tok.pre_tokenizer = pre_tokenizer
     tok.post_processor = processors.TemplateProcessing(single="$A </s>", special_tokens=[("</s>", vocab["</s>"])])
     return PreTrainedTokenizerFast(
         tokenizer_object=tok,

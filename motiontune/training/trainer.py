@@ -134,7 +134,9 @@ class Trainer:
     # ------------------------------------------------------------------ data
     def _draw(self, kind: str, gen: torch.Generator) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         samples: list[Sample] = self.data.draw(kind, gen, self.config.batch_size)
-        if getattr(self.data, "cacheable", False):
+        if all(s.latents is not None for s in samples):
+            x0 = torch.stack([s.latents.float() for s in samples])
+        elif getattr(self.data, "cacheable", False):
             x0 = torch.stack([self.cache.latents(s) for s in samples])
         else:
             pixels = torch.stack([s.pixels if s.kind == "video" else s.pixels.unsqueeze(1) for s in samples])
