@@ -328,4 +328,7 @@ def _load_extra_commands() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # run through the package module so that commands registered on import land in the same registry
+    from motiontune.cli import main as _package_main
+
+    sys.exit(_package_main())

@@ -68,7 +68,7 @@ def load_backbone(
     a bare hub id needs it.
     """
     if source == "toy":
-        from motiontune.toyworld.model import toy_model_path
+        from motiontune.toyworld.demo import toy_model_path
 
         source, family = toy_model_path(), family or "wan"
     aliases = all_aliases()

@@ -1,0 +1,214 @@
+"""Learned metrics on tiny random CLIP / DINO models saved to folders: known answers and skips."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from motiontune.errors import ConfigError, InputError
+from motiontune.evaluation import learned
+from motiontune.evaluation.learned import (
+    ClipEmbedder,
+    DinoEmbedder,
+    LearnedScorer,
+    WeightSources,
+    frechet_distance,
+)
+from motiontune.evaluation.registry import METRICS, compute_metrics
+
+WORDS = "a red blue circle square moves left right on black white background".split()
+
+
+@pytest.fixture(scope="module")
+def clip_dir(tmp_path_factory):
+    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel
+
+    from motiontune.testing.tokenizer import build_word_tokenizer
+
+    folder = tmp_path_factory.mktemp("tiny_clip")
+    torch.manual_seed(0)
+    tok = build_word_tokenizer(WORDS, max_length=16)
+    config = CLIPConfig(
+        text_config=dict(vocab_size=len(tok), hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                         num_attention_heads=2, max_position_embeddings=16, eos_token_id=1, pad_token_id=0,
+                         bos_token_id=0),
+        vision_config=dict(hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2,
+                           image_size=32, patch_size=8),
+        projection_dim=8,
+    )
+    CLIPModel(config).save_pretrained(folder)
+    tok.save_pretrained(folder)
+    CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}).save_pretrained(folder)
+    return str(folder)
+
+
+@pytest.fixture(scope="module")
+def dino_dir(tmp_path_factory):
+    from transformers import ViTConfig, ViTImageProcessor, ViTModel
+
+    folder = tmp_path_factory.mktemp("tiny_dino")
+    torch.manual_seed(0)
+    ViTModel(ViTConfig(hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32,
+                       image_size=32, patch_size=8), add_pooling_layer=False).save_pretrained(folder)
+    ViTImageProcessor(size={"height": 32, "width": 32}).save_pretrained(folder)
+    return str(folder)
+
+
+@pytest.fixture(scope="module")
+def dinov2_dir(tmp_path_factory):
+    from transformers import BitImageProcessor, Dinov2Config, Dinov2Model
+
+    folder = tmp_path_factory.mktemp("tiny_dinov2")
+    torch.manual_seed(1)
+    Dinov2Model(Dinov2Config(hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32,
+                             image_size=32, patch_size=8)).save_pretrained(folder)
+    BitImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}).save_pretrained(folder)
+    return str(folder)
+
+
+def moving(frames=6, size=32, seed=0):
+    rng = np.random.default_rng(seed)
+    video = np.zeros((frames, size, size, 3), np.uint8)
+    for i in range(frames):
+        video[i] = rng.integers(0, 60, (size, size, 3))
+        video[i, 8:20, 3 * i : 3 * i + 10] = (220, 30, 30)
+    return video
+
+
+def static(frames=5, size=32):
+    return np.repeat(moving(1, size)[:1], frames, axis=0)
+
+
+def test_registered_with_weights_they_need():
+    for name, model in [("clip_t", "--clip"), ("clip_i", "--clip"), ("clip_temporal_consistency", "--clip"),
+                        ("dino_i", "--dino"), ("dino_subject_consistency", "--dino"), ("pickscore", "--pickscore"),
+                        ("fvd", "--i3d")]:
+        info = METRICS[name]
+        assert info.needs_weights and info.function is None and model in info.weights
+    assert "openai/clip-vit-base-patch32" in METRICS["clip_t"].weights
+    assert "facebook/dino-vits16" in METRICS["dino_i"].weights
+    assert "yuvalkirstain/PickScore_v1" in METRICS["pickscore"].weights
+    assert "no offline package" in METRICS["raft_dynamic_degree"].weights
+
+
+def test_missing_weights_are_skipped_and_the_rest_goes_on():
+    scorer = LearnedScorer()
+    results = scorer.score(["clip_t", "dino_subject_consistency", "raft_dynamic_degree"], static(), prompt="a red square")
+    assert results["clip_t"] == f"skipped: needs {METRICS['clip_t'].weights}"
+    assert results["clip_t"].startswith("skipped: needs CLIP weights (--clip PATH_OR_ID")
+    assert results["dino_subject_consistency"].startswith("skipped: needs DINO weights (--dino")
+    assert results["raft_dynamic_degree"].startswith("skipped: needs RAFT")
+    # the registry's own path gives the same message next to a computed weight-free metric
+    mixed = compute_metrics(["clip_t", "temporal_flickering"], static())
+    assert mixed == {"clip_t": results["clip_t"], "temporal_flickering": 1.0}
+
+
+def test_clip_known_answers(clip_dir):
+    clip = ClipEmbedder.load(clip_dir)
+    video = moving()
+    emb = clip.embed_images(video)
+    assert emb.shape == (6, 8) and torch.allclose(emb.norm(dim=-1), torch.ones(6), atol=1e-5)
+    # CLIP-I of a video against its own frames: best match = 100 for any video; every pair = 100 when static
+    assert learned.clip_i(video, list(video), clip, pairing="best") == pytest.approx(100.0, abs=1e-3)
+    assert learned.clip_i(video, video, clip, pairing="all") < 99.99
+    assert learned.clip_i(static(), static()[:2], clip) == pytest.approx(100.0, abs=1e-3)
+    assert learned.clip_temporal_consistency(static(), clip) == pytest.approx(1.0, abs=1e-5)
+    assert learned.clip_temporal_consistency(video, clip) < 0.99999
+    # CLIP-T is 100 x the frame mean of the cosine to the prompt's text embedding
+    text = clip.embed_texts(["a red square moves right"])[0]
+    expected = 100 * float(np.mean([float(e @ text) for e in emb]))
+    assert learned.clip_t(video, "a red square moves right", clip) == pytest.approx(expected, abs=1e-3)
+    assert -100 <= expected <= 100
+
+
+def test_scorer_matches_functions_and_pickscore_scale(clip_dir):
+    scorer = LearnedScorer(WeightSources(clip=clip_dir, pickscore=clip_dir))
+    video = moving()
+    prompt = "a red square moves right"
+    res = scorer.score(["clip_t", "clip_i", "clip_temporal_consistency", "pickscore", "fvd"], video, prompt=prompt,
+                       reference_images=static()[:1])
+    clip = scorer.model("clip")
+    assert res["clip_t"] == pytest.approx(learned.clip_t(video, prompt, clip), abs=1e-4)
+    assert res["clip_i"] == pytest.approx(learned.clip_i(video, static()[:1], clip), abs=1e-4)
+    # PickScore = exp(logit_scale) x cosine; the tiny model's logit scale is exp(2.6592) = 1 / 0.07
+    assert clip.logit_scale == pytest.approx(1 / 0.07, rel=1e-4)
+    assert res["pickscore"] == pytest.approx(res["clip_t"] / 100 * clip.logit_scale, abs=1e-4)
+    assert res["fvd"].startswith("skipped: needs I3D")
+    missing = scorer.score(["clip_t", "clip_i"], video)
+    assert missing == {"clip_t": "skipped: needs a prompt", "clip_i": "skipped: needs reference images or a reference video"}
+
+
+def test_dino_known_answers(dino_dir, dinov2_dir):
+    for folder in (dino_dir, dinov2_dir):
+        dino = DinoEmbedder.load(folder)
+        assert learned.dino_subject_consistency(static(), dino) == pytest.approx(1.0, abs=1e-5)
+        assert learned.dino_i(static(), static()[:1], dino) == pytest.approx(1.0, abs=1e-5)
+        value = learned.dino_subject_consistency(moving(), dino)
+        assert 0.0 <= value < 1.0
+        assert learned.dino_i(moving(), list(moving()), dino, pairing="best") == pytest.approx(1.0, abs=1e-5)
+
+
+def test_subject_consistency_definition():
+    e = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 0.0]])
+    # frame 1: prev 0, first 0 -> 0; frame 2: prev 0, first 1 -> 0.5; mean 0.25
+    assert learned.subject_consistency(e) == pytest.approx(0.25)
+    assert learned.consecutive_similarity(e) == pytest.approx(0.0)
+    neg = torch.tensor([[1.0, 0.0], [-1.0, 0.0]])
+    assert learned.subject_consistency(neg) == 0.0  # negative cosines clip at 0 as in VBench
+    with pytest.raises(InputError):
+        learned.consecutive_similarity(e[:1])
+
+
+def test_bad_weights_are_one_clear_error(tmp_path):
+    with pytest.raises(ConfigError, match="cannot load CLIP weights from"):
+        ClipEmbedder.load(str(tmp_path / "nowhere"))
+    scorer = LearnedScorer(WeightSources(dino=str(tmp_path)))
+    with pytest.raises(ConfigError, match="cannot load DINO weights"):
+        scorer.check(["dino_i"])
+
+
+def test_frechet_distance():
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=(50, 4))
+    assert frechet_distance(a, a) == pytest.approx(0.0, abs=1e-6)
+    # equal covariances: the distance is the squared distance of the means
+    assert frechet_distance(a, a + 3.0) == pytest.approx(4 * 9.0, rel=1e-6)
+    with pytest.raises(InputError):
+        frechet_distance(a[:1], a)
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:DeprecationWarning")
+def test_fvd_with_a_torchscript_extractor(tmp_path):
+    class Fake(torch.nn.Module):
+        def forward(self, x: torch.Tensor, rescale: bool = False, resize: bool = False, return_features: bool = True):
+            return torch.stack([x.mean(dim=(1, 2, 3, 4)), x.std(dim=(1, 2, 3, 4)), x[:, 0].mean(dim=(1, 2, 3))], dim=1)
+
+    path = tmp_path / "i3d.pt"
+    torch.jit.script(Fake()).save(str(path))
+    scorer = LearnedScorer(WeightSources(i3d=str(path)))
+    videos = [moving(seed=s) for s in range(3)]
+    assert scorer.fvd(videos, videos) == pytest.approx(0.0, abs=1e-6)
+    assert scorer.fvd(videos, [static(6), moving(seed=5)]) > 0
+    assert scorer.fvd(videos[:1], videos).startswith("skipped: FVD needs at least 2")
+
+
+def test_eval_command_with_clip(clip_dir, tmp_path, capsys):
+    from motiontune.cli import main
+    from motiontune.data.video_io import write_video
+
+    path = tmp_path / "static.mp4"
+    write_video(static(6), path)
+    out = tmp_path / "scores.json"
+    rc = main(["eval", "--video", str(path), "--reference", str(path), "--prompt", "a red square",
+               "--metrics", "clip_temporal_consistency,clip_i,dino_i,temporal_flickering", "--clip", clip_dir,
+               "--json", str(out)])
+    assert rc == 0
+    printed = capsys.readouterr().out
+    assert "clip_temporal_consistency" in printed and "skipped" in printed
+    data = json.loads(out.read_text())
+    scores = data["videos"][0]["metrics"]
+    assert scores["clip_temporal_consistency"] == pytest.approx(1.0, abs=1e-4)
+    assert scores["temporal_flickering"] == pytest.approx(1.0, abs=1e-3)
+    assert scores["clip_i"] == pytest.approx(100.0, abs=0.05)  # static clip vs its own (lossy) frames
+    assert scores["dino_i"].startswith("skipped: needs DINO weights")
