@@ -73,7 +73,9 @@ def _other_subject(scene: SceneSpec) -> SceneSpec:
 def test_caption_examples() -> None:
     assert caption(CaptionFields("red", "circle", "left", "black")) == "a red circle moves left on a black background"
     assert caption(CaptionFields("blue", "square", "still", "gray")) == "a blue square stays still on a gray background"
-    assert caption(CaptionFields("orange", "triangle", "grow", "navy")) == "an orange triangle grows on a navy background"
+    assert caption(CaptionFields("orange", "triangle", "grow", "navy")) == (
+        "an orange triangle grows on a navy background"
+    )
     assert caption(CaptionFields("green", "circle", "figure_eight", "black")) == (
         "a green circle moves in a figure-eight on a black background"
     )

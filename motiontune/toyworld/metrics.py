@@ -156,7 +156,9 @@ def motion_direction_accuracy(video: Video, prompt: Prompt) -> float:
     """1.0 if the oracle's base-motion class is the prompt's motion; the prompt must ask for a base motion."""
     fields = as_fields(prompt)
     if fields.motion not in BASE_MOTIONS:
-        raise ConfigError(f"motion direction accuracy needs a base motion ({', '.join(BASE_MOTIONS)}), got {fields.motion!r}")
+        raise ConfigError(
+            f"motion direction accuracy needs a base motion ({', '.join(BASE_MOTIONS)}), got {fields.motion!r}"
+        )
     return float(as_analysis(video).motion == fields.motion)
 
 

@@ -193,7 +193,8 @@ def _track(offsets: np.ndarray, log_scale: np.ndarray, size: float) -> np.ndarra
 
 @dataclass(frozen=True)
 class _ParameterGrid:
-    """Motion parameters as (K, 1) columns, evaluated by the path functions all at once."""
+    """Motion parameters as (K, 1) columns; stands in for MotionParams so that the path
+    functions evaluate K parameter sets at once on (K, N) times."""
 
     amplitude: np.ndarray
     speed: np.ndarray
@@ -206,8 +207,8 @@ def _parameter_grid(motion: str) -> _ParameterGrid:
         speed, phase, sense = np.meshgrid(FIT_SPEEDS, FIT_PHASES, (1, -1), indexing="ij")
     else:
         speed, phase, sense = np.ones(1), np.zeros(1), np.ones(1)
-    column = lambda values: np.asarray(values, dtype=np.float64).reshape(-1, 1)  # noqa: E731
-    return _ParameterGrid(column(np.ones(speed.size)), column(speed), column(phase), column(sense))
+    speed, phase, sense = (np.asarray(v, dtype=np.float64).reshape(-1, 1) for v in (speed, phase, sense))
+    return _ParameterGrid(np.ones_like(speed), speed, phase, sense)
 
 
 def fit_motion(centers: np.ndarray, areas: np.ndarray, candidates: tuple[str, ...] = MOTIONS) -> MotionFit:
@@ -248,7 +249,10 @@ def fit_motion(centers: np.ndarray, areas: np.ndarray, candidates: tuple[str, ..
         best = int(np.argmin(residuals))
         errors[motion] = max(0.0, float(residuals[best]) / energy) if energy > 0 else 0.0
         best_params[motion] = MotionParams(
-            max(float(gains[best]), 1e-6), float(grid.speed[best, 0]), float(grid.phase[best, 0]), int(grid.sense[best, 0])
+            amplitude=max(float(gains[best]), 1e-6),
+            speed=float(grid.speed[best, 0]),
+            phase=float(grid.phase[best, 0]),
+            sense=int(grid.sense[best, 0]),
         )
     moving = [m for m in candidates if m != "still"]
     if "still" in candidates and (spread < STILL_SPREAD or not moving):

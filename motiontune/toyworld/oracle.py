@@ -316,7 +316,8 @@ def fit_shape(crops: list[_ShapeCrop]) -> dict[str, float]:
     areas = np.array([c.area for c in crops])
     errors = {}
     for name in SHAPES:
-        sharp = np.ascontiguousarray(shape_coverage(name, centers, np.sqrt(areas / SHAPE_AREA[name]), h, w).transpose(1, 2, 0))
+        widths = np.sqrt(areas / SHAPE_AREA[name])
+        sharp = np.ascontiguousarray(shape_coverage(name, centers, widths, h, w).transpose(1, 2, 0))
         best = np.full(len(crops), np.inf)
         for sigma in SHAPE_BLURS:
             template = sharp if not sigma else cv2.GaussianBlur(sharp, (0, 0), sigma, borderType=cv2.BORDER_CONSTANT)
@@ -428,7 +429,9 @@ class OracleAccuracy:
     area_error: float  # mean relative error of the area
 
 
-def corrupt(video: np.ndarray, noise_std: float = 0.0, blur: float = 0.0, rng: np.random.Generator | None = None) -> np.ndarray:
+def corrupt(
+    video: np.ndarray, noise_std: float = 0.0, blur: float = 0.0, rng: np.random.Generator | None = None
+) -> np.ndarray:
     """Gaussian blur (sigma in pixels) then additive Gaussian noise (std on 0..255), clipped."""
     frames = video.astype(np.float32)
     if blur > 0:

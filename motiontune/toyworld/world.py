@@ -149,8 +149,9 @@ class SceneSpec:
 
     size: diameter of the circle with the subject's area, as a fraction of min(height, width),
         at the middle of the clip for size-changing motions (see SHAPE_WIDTH).
-    anchor: normalised (x, y) point the motion is relative to (start of the path's middle
-        for linear motions, centre of rotation for orbit and spiral).
+    anchor: normalised (x, y) point the motion is relative to: the middle of the path for
+        linear motions, the centre of rotation for orbit and spiral, the centre of the pattern
+        for the other motions.
     seed: the seed the scene was sampled with, if any (provenance only).
     """
 
