@@ -129,3 +129,16 @@ def test_bad_train_settings():
         TrainConfig(mixed_precision="fp8")
     with pytest.raises(ConfigError, match="no training data"):
         TrainingData([], [])
+
+
+def test_validation_videos_and_tensorboard(tiny_model_dir, tmp_path):
+    pytest.importorskip("tensorboard")
+    spec = load_backbone(tiny_model_dir("wan"))
+    recipe = make_recipe("lora", rank=2, attention=("joint",))
+    cfg = TrainConfig(output_dir=str(tmp_path), steps=4, progress=False, checkpoint_every=0, tensorboard=True, log_every=1,
+                      validation_every=2, validation_prompts=["a dog moves left"], validation_steps=2)
+    Trainer(spec, recipe, TrainingData([Sample(VIDEO, "x")]), cfg, {"size": [5, 16, 16]}).train()
+    for step in (2, 4):
+        assert (tmp_path / "validation" / f"step-{step:06d}" / "00.mp4").is_file()
+    events = [f for _, _, files in os.walk(tmp_path) for f in files if f.startswith("events.out.tfevents")]
+    assert events, "no TensorBoard event file written"
