@@ -83,19 +83,40 @@ def denoise(
     desc: str = "sampling",
     scheduler: Any = None,
     timesteps_override: list[float] | None = None,
+    cond_fn: Callable[[float], dict[str, torch.Tensor]] | None = None,
+    start_step: int = 0,
+    callback: Callable[[int, float, torch.Tensor], None] | None = None,
 ) -> torch.Tensor:
-    """Run the reverse process from ``latents`` and return clean latents."""
+    """Run the reverse process from ``latents`` and return clean latents.
+
+    ``cond_fn(t)``, when given, returns the conditioning used at timestep ``t`` instead of
+    ``cond`` (e.g. a caption switch over part of the trajectory). ``start_step`` skips the first
+    steps of the schedule: ``latents`` are then the state at ``timesteps[start_step]`` (exact for
+    single-step samplers such as DDIM and Euler; multistep ones start without their history).
+    ``callback(i, t, latents)`` is called after every step with the new latents.
+    """
     scheduler = scheduler or spec.fresh_scheduler()
     scheduler.set_timesteps(cfg.num_inference_steps, device=spec.device)
     timesteps = scheduler.timesteps
-    latents = latents * getattr(scheduler, "init_noise_sigma", 1.0)
+    if not 0 <= start_step <= len(timesteps):
+        raise ConfigError(f"start_step must be in [0, {len(timesteps)}] (got {start_step})")
+    if start_step:
+        timesteps = timesteps[start_step:]
+        if hasattr(scheduler, "set_begin_index"):
+            scheduler.set_begin_index(start_step)
+    else:
+        latents = latents * getattr(scheduler, "init_noise_sigma", 1.0)
     guided = uncond is not None and cfg.guidance_scale is not None and cfg.guidance_scale != 1.0
     both = cat_conditioning([uncond, cond]) if guided else cond
     generator = torch.Generator().manual_seed(cfg.seed + 7919)
     extra = _step_kwargs(scheduler, generator)
     state: dict[str, Any] = {}
-    for i, t in enumerate(tqdm(timesteps, desc=desc, disable=not progress, leave=False)):
+    for j, t in enumerate(tqdm(timesteps, desc=desc, disable=not progress, leave=False)):
+        i = j + start_step
         tf = float(t)
+        if cond_fn is not None:
+            cond = cond_fn(tf)
+            both = cat_conditioning([uncond, cond]) if guided else cond
         if recipe is not None:
             recipe.set_adapter_scale(scale_fn(tf) if scale_fn else recipe.adapter_scale(tf))
         model_in = scheduler.scale_model_input(latents, t) if hasattr(scheduler, "scale_model_input") else latents
@@ -107,6 +128,8 @@ def denoise(
         else:
             out = spec.predict(model_in, t.expand(model_in.shape[0]), cond).float()
         latents = spec.scheduler_step(scheduler, out, t, latents, i, state, **extra)
+        if callback is not None:
+            callback(i, tf, latents)
     if recipe is not None:
         recipe.set_adapter_scale(recipe.config.scale)
     return latents

@@ -101,7 +101,10 @@ class TimestepRange:
     def native(self, schedule: "NoiseSchedule") -> tuple[float, float]:
         """The range in the schedule's native units."""
         if self.unit == "ddpm" and schedule.prediction_type == "flow":
-            return ddpm_to_flow_t(self.low), ddpm_to_flow_t(self.high)
+            # the ends of the DDPM scale are the ends of the flow scale (pure data, pure noise)
+            low = 0.0 if self.low <= 0 else ddpm_to_flow_t(self.low)
+            high = float(NUM_TRAIN_TIMESTEPS) if self.high >= NUM_TRAIN_TIMESTEPS - 1 else ddpm_to_flow_t(self.high)
+            return low, high
         return self.low, self.high
 
     def contains(self, t: float, schedule: "NoiseSchedule") -> bool:

@@ -11,6 +11,7 @@ from motiontune.recipes.base import Recipe, RecipeConfig, read_recipe_json
 _RECIPES: dict[str, str] = {
     "lora": "motiontune.recipes.lora:LoraRecipe",
     "full": "motiontune.recipes.full:FullRecipe",
+    "timestep": "motiontune.recipes.timestep:TimestepRecipe",
 }
 
 
