@@ -233,7 +233,13 @@ class BackboneSpec:
 
     @property
     def default_size(self) -> tuple[int, int, int]:
-        """(num_frames, height, width) the model was trained at."""
+        """(num_frames, height, width) to train and generate at: the model folder's
+        ``motiontune_defaults.json`` if it has one, else :meth:`published_size`."""
+        override = getattr(self.pipe, "_motiontune_default_size", None)
+        return tuple(override) if override else self.published_size()
+
+    def published_size(self) -> tuple[int, int, int]:
+        """(num_frames, height, width) the published checkpoints of this family were trained at."""
         raise NotImplementedError
 
     @property

@@ -124,12 +124,8 @@ class CogVideoXSpec(BackboneSpec):
         p_t = self.patch_size_t or 1
         return (p_t - latent_frames % p_t) % p_t
 
-    @property
-    def default_size(self) -> tuple[int, int, int]:
+    def published_size(self) -> tuple[int, int, int]:
         """(frames, height, width) of the published checkpoints: 49x480x720 (2b, 5b), 81x768x1360 (1.5)."""
-        defaults = getattr(self.pipe, "_motiontune_default_size", None)
-        if defaults:
-            return tuple(defaults)
         return (81, 768, 1360) if self.patch_size_t else (49, 480, 720)
 
     @property

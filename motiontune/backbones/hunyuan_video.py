@@ -150,11 +150,7 @@ class HunyuanVideoSpec(BackboneSpec):
         cfg = self.denoiser.config
         return (int(cfg.patch_size_t), int(cfg.patch_size), int(cfg.patch_size))
 
-    @property
-    def default_size(self) -> tuple[int, int, int]:
-        defaults = getattr(self.pipe, "_motiontune_default_size", None)
-        if defaults:
-            return tuple(defaults)
+    def published_size(self) -> tuple[int, int, int]:
         return (129, 720, 1280)
 
     # ------------------------------------------------------------------ text

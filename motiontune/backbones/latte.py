@@ -79,11 +79,7 @@ class LatteSpec(FramewiseVAEMixin, BackboneSpec):
         p = int(self.denoiser.config.patch_size)
         return (1, p, p)
 
-    @property
-    def default_size(self) -> tuple[int, int, int]:
-        defaults = getattr(self.pipe, "_motiontune_default_size", None)
-        if defaults:
-            return tuple(defaults)
+    def published_size(self) -> tuple[int, int, int]:
         side = int(self.denoiser.config.sample_size) * self.spatial_compression
         return (self.video_length, side, side)
 

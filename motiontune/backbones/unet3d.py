@@ -141,11 +141,7 @@ class UNet3DSpec(FramewiseVAEMixin, BackboneSpec):
         ups = getattr(self.denoiser, "num_upsamplers", len(self.denoiser.config.block_out_channels) - 1)
         return self.spatial_compression * 2**ups
 
-    @property
-    def default_size(self) -> tuple[int, int, int]:
-        defaults = getattr(self.pipe, "_motiontune_default_size", None)
-        if defaults:
-            return tuple(defaults)
+    def published_size(self) -> tuple[int, int, int]:
         name = self.source.rstrip("/").split("/")[-1].lower()
         if name in _KNOWN_SIZES:
             return _KNOWN_SIZES[name]

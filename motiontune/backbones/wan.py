@@ -46,11 +46,7 @@ class WanSpec(BackboneSpec):
     def patch_size(self) -> tuple[int, int, int]:
         return tuple(self.denoiser.config.patch_size)
 
-    @property
-    def default_size(self) -> tuple[int, int, int]:
-        defaults = getattr(self.pipe, "_motiontune_default_size", None)
-        if defaults:
-            return tuple(defaults)
+    def published_size(self) -> tuple[int, int, int]:
         return (81, 480, 832)
 
     @property

@@ -16,7 +16,7 @@ import torch
 
 from motiontune.errors import ConfigError
 from motiontune.recipes.base import Recipe, RecipeConfig, write_recipe_json
-from motiontune.recipes.lora import ATTENTION_KINDS, PROJECTION_ROLES, _as_tuple
+from motiontune.recipes.lora import ATTENTION_KINDS, PROJECTION_ROLES, checked_targets
 from motiontune.utils.files import load_tensors, save_tensors
 
 if TYPE_CHECKING:
@@ -34,15 +34,7 @@ class FullRecipeConfig(RecipeConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        self.attention = _as_tuple(self.attention)
-        self.projections = _as_tuple(self.projections)
-        allowed = ATTENTION_KINDS + ("all",)
-        bad = [k for k in self.attention if k not in allowed]
-        if bad:
-            raise ConfigError(f"unknown attention kind(s) {bad}; choose from {', '.join(allowed)}")
-        bad = [p for p in self.projections if p not in PROJECTION_ROLES]
-        if bad:
-            raise ConfigError(f"unknown projection(s) {bad}; choose from {', '.join(PROJECTION_ROLES)}")
+        self.attention, self.projections = checked_targets(self.attention, self.projections, ATTENTION_KINDS + ("all",))
 
 
 class FullRecipe(Recipe):

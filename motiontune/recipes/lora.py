@@ -43,16 +43,21 @@ class LoraRecipeConfig(RecipeConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        self.attention = _as_tuple(self.attention)
-        self.projections = _as_tuple(self.projections)
-        bad = [k for k in self.attention if k not in ATTENTION_KINDS]
-        if bad:
-            raise ConfigError(f"unknown attention kind(s) {bad}; choose from {', '.join(ATTENTION_KINDS)}")
-        bad = [p for p in self.projections if p not in PROJECTION_ROLES]
-        if bad:
-            raise ConfigError(f"unknown projection(s) {bad}; choose from {', '.join(PROJECTION_ROLES)}")
+        self.attention, self.projections = checked_targets(self.attention, self.projections)
         if self.rank < 1:
             raise ConfigError(f"rank must be >= 1 (got {self.rank})")
+
+
+def checked_targets(attention: Any, projections: Any, kinds: tuple[str, ...] = ATTENTION_KINDS) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """Attention kinds and projection roles as tuples (comma strings accepted), validated."""
+    attention, projections = _as_tuple(attention), _as_tuple(projections)
+    bad = [k for k in attention if k not in kinds]
+    if bad:
+        raise ConfigError(f"unknown attention kind(s) {bad}; choose from {', '.join(kinds)}")
+    bad = [p for p in projections if p not in PROJECTION_ROLES]
+    if bad:
+        raise ConfigError(f"unknown projection(s) {bad}; choose from {', '.join(PROJECTION_ROLES)}")
+    return attention, projections
 
 
 def _as_tuple(v: Any) -> tuple[str, ...]:
