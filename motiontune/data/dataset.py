@@ -118,8 +118,9 @@ class LatentCache:
         self.spec = spec
         self.folder = folder
         self._mem: dict[str, dict[str, torch.Tensor]] = {}
-        self._vae_id = _model_identity(spec, "vae")
-        self._text_id = _model_identity(spec, "text_encoder")
+        # hashed once: keys combine these digests with each input's content
+        self._vae_id = content_key(_model_identity(spec, "vae"))
+        self._text_id = content_key(_model_identity(spec, "text_encoder"))
         self.hits = 0
         self.misses = 0
 

@@ -297,6 +297,44 @@ def export(cfg: ToyModelConfig, work: str, target: str) -> str:
     return target
 
 
+SNAPSHOT_ITEMS = ("config.json", "vae", "vae-train.safetensors", "vae-train.safetensors.json", "pipeline")
+
+
+def snapshot(work: str, target: str) -> str:
+    """Copy what a later run needs to resume (all but the latent bank, which is rebuilt
+    deterministically from the VAE) into ``target``: the VAE, the assembled pipeline and the
+    latest transformer checkpoint."""
+    from motiontune.training.checkpoint import latest_checkpoint
+
+    tmp = target.rstrip("/") + ".tmp-snapshot"
+    shutil.rmtree(tmp, ignore_errors=True)
+    os.makedirs(tmp)
+    for item in SNAPSHOT_ITEMS:
+        src = os.path.join(work, item)
+        if os.path.isdir(src):
+            shutil.copytree(src, os.path.join(tmp, item))
+        elif os.path.isfile(src):
+            shutil.copy2(src, os.path.join(tmp, item))
+    ckpt = latest_checkpoint(os.path.join(work, "dit"))
+    if ckpt:
+        shutil.copytree(ckpt, os.path.join(tmp, "dit", "checkpoints", os.path.basename(ckpt)))
+    if os.path.isdir(target):
+        shutil.rmtree(target)
+    os.replace(tmp, target)
+    return target
+
+
+def restore(source: str, work: str) -> None:
+    """Seed an empty work folder from a snapshot (nothing is overwritten)."""
+    for root, _, files in os.walk(source):
+        for name in files:
+            src = os.path.join(root, name)
+            dst = os.path.join(work, os.path.relpath(src, source))
+            if not os.path.exists(dst):
+                os.makedirs(os.path.dirname(dst), exist_ok=True)
+                shutil.copy2(src, dst)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Train the embedded toy model (resumable).")
     parser.add_argument("--work-dir", default=os.path.expanduser("~/.cache/motiontune/toy-train"))
@@ -305,7 +343,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stage", choices=["all", "vae", "bank", "dit", "export"], default="all")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a ToyModelConfig field")
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--resume-from", default=None, help="snapshot folder to seed the work folder from")
+    parser.add_argument("--snapshot", default=None, help="copy the resumable state to this folder and exit")
     args = parser.parse_args(argv)
+    if args.snapshot:
+        print(f"snapshot written to {snapshot(args.work_dir, args.snapshot)}")
+        return 0
+    if args.resume_from:
+        os.makedirs(args.work_dir, exist_ok=True)
+        restore(args.resume_from, args.work_dir)
     if args.threads:
         torch.set_num_threads(args.threads)
     cfg = ToyModelConfig()
