@@ -69,6 +69,11 @@ def ground_truth(
     return GroundTruth(centers=centers, sizes=sizes, widths=widths, areas=areas)
 
 
+def background_image(name: str, height: int = DEFAULT_SIZE, width: int = DEFAULT_SIZE) -> np.ndarray:
+    """The background alone as float32 (height, width, 3) RGB (0..255)."""
+    return _background(name, height, width)
+
+
 def _background(name: str, height: int, width: int) -> np.ndarray:
     colors = np.asarray(BACKGROUND_RGB[name], dtype=np.float32)
     if len(colors) == 1:
