@@ -149,9 +149,9 @@ def test_hunyuan_layout_guidance_and_template(specs):
     x, t = _latents(spec, 1), torch.tensor([500.0])
     with torch.no_grad():
         default = spec.predict(x, t, cond)
-        torch.testing.assert_close(spec.predict(x, t, cond, guidance=spec.default_guidance), default, atol=0, rtol=0)
+        torch.testing.assert_close(spec.predict(x, t, cond, guidance=spec.default_embedded_guidance), default, atol=0, rtol=0)
         assert not torch.allclose(spec.predict(x, t, cond, guidance=1.0), default)
-    assert torch.equal(spec.guidance_tensor(None, 2), torch.full((2,), spec.default_guidance * 1000.0))
+    assert torch.equal(spec.guidance_tensor(None, 2), torch.full((2,), spec.default_embedded_guidance * 1000.0))
     with pytest.raises(ConfigError, match="guidance scale"):
         spec.guidance_tensor(6000.0, 1)
 

@@ -51,7 +51,9 @@ class AttentionSite:
     )
     block: int = 0
 
-    def module_names(self, roles: tuple[str, ...] = ("q", "k", "v", "o")) -> list[str]:
+    def module_names(self, roles: tuple[str, ...] | None = None) -> list[str]:
+        """Full module names of ``roles`` (default: every projection this site has)."""
+        roles = tuple(self.projections) if roles is None else tuple(roles)
         unknown = [r for r in roles if r not in self.projections]
         if unknown:
             raise ConfigError(f"unknown projection role(s) {unknown}; known: {sorted(self.projections)}")
@@ -123,6 +125,7 @@ class BackboneSpec:
     denoiser_classes: ClassVar[tuple[str, ...]] = ()
     #: flag whether the diffusers pipeline class can load peft LoRA files with load_lora_weights
     diffusers_lora_loading: ClassVar[bool] = True
+    #: classifier-free guidance scale the sampler uses by default (1 = no guidance)
     default_guidance: ClassVar[float] = 5.0
     default_steps: ClassVar[int] = 50
     default_fps: ClassVar[int] = 16

@@ -37,17 +37,6 @@ from motiontune.errors import ConfigError
 DEFAULT_MAX_SEQUENCE_LENGTH = 256
 
 
-class PartialAttentionSite(AttentionSite):
-    """An attention site whose module lacks some projection roles (here: no output projection).
-
-    ``module_names()`` without ``roles`` lists the roles the module has; asking for a missing
-    role explicitly still raises :class:`~motiontune.errors.ConfigError`.
-    """
-
-    def module_names(self, roles: tuple[str, ...] | None = None) -> list[str]:
-        return super().module_names(tuple(self.projections) if roles is None else roles)
-
-
 class HunyuanVideoSpec(BackboneSpec):
     family = "hunyuan_video"
     description = "HunyuanVideo (13B): dual/single-stream joint DiT, 3D RoPE, flow matching, embedded guidance"
@@ -58,8 +47,11 @@ class HunyuanVideoSpec(BackboneSpec):
     pipeline_cls = HunyuanVideoPipeline
     denoiser_attr = "transformer"
     denoiser_classes = ("HunyuanVideoTransformer3DModel",)
-    #: the embedded (distilled) guidance scale, not a classifier-free guidance scale
-    default_guidance = 6.0
+    #: classifier-free guidance is off by default, as in the pipeline (``true_cfg_scale=1``): the
+    #: model is guidance-distilled and takes the guidance scale as an input instead
+    default_guidance = 1.0
+    #: the embedded (distilled) guidance scale passed to the transformer
+    default_embedded_guidance: ClassVar[float] = 6.0
     default_steps = 50
     default_fps = 24
     #: the pipeline's Llama prompt template (``crop_start`` 95 for the Llama 3 tokenizer)
@@ -189,12 +181,12 @@ class HunyuanVideoSpec(BackboneSpec):
     def guidance_tensor(self, guidance: float | torch.Tensor | None, batch: int) -> torch.Tensor | None:
         """The transformer's ``guidance`` input: ``guidance_scale * 1000`` per sample, as the pipeline builds it.
 
-        ``guidance`` is the guidance scale (e.g. 6.0; default :attr:`default_guidance`), a float
+        ``guidance`` is the guidance scale (e.g. 6.0; default :attr:`default_embedded_guidance`), a float
         or a tensor of one value per sample.  None where the model has no guidance embedding.
         """
         if not self.denoiser.config.guidance_embeds:
             return None
-        g = torch.as_tensor(self.default_guidance if guidance is None else guidance, dtype=torch.float32)
+        g = torch.as_tensor(self.default_embedded_guidance if guidance is None else guidance, dtype=torch.float32)
         if g.numel() > 0 and float(g.abs().max()) > 100:
             raise ConfigError(
                 f"guidance={float(g.abs().max()):g}: give the guidance scale (e.g. 6.0); it is multiplied by 1000 here"
@@ -209,7 +201,7 @@ class HunyuanVideoSpec(BackboneSpec):
     def predict(self, x_t: torch.Tensor, t: torch.Tensor, cond: Conditioning, **kwargs: Any) -> torch.Tensor:
         """One transformer call on latents (B, C, f, h, w); returns the flow velocity in that layout.
 
-        kwargs: ``guidance`` (the embedded guidance scale, default :attr:`default_guidance`; the
+        kwargs: ``guidance`` (the embedded guidance scale, default :attr:`default_embedded_guidance`; the
         transformer receives it times 1000) and ``attention_kwargs`` (passed to the attention
         processors, e.g. ``{"scale": s}`` for LoRA).
         """
@@ -238,7 +230,7 @@ class HunyuanVideoSpec(BackboneSpec):
         n = len(sites)
         for j, _ in enumerate(self.denoiser.single_transformer_blocks):
             sites.append(
-                PartialAttentionSite(
+                AttentionSite(
                     f"single_transformer_blocks.{j}.attn", "joint", heads, dim,
                     projections={"q": "to_q", "k": "to_k", "v": "to_v"}, block=n + j,
                 )
