@@ -16,7 +16,7 @@ from diffusers import LattePipeline
 from diffusers.models.embeddings import get_1d_sincos_pos_embed_from_grid
 
 from motiontune.backbones.base import AttentionSite, BackboneSpec, Conditioning, FrameRule, TokenLayout
-from motiontune.backbones.unet3d import FramewiseVAEMixin, batch_timesteps
+from motiontune.backbones.framewise import FramewiseVAEMixin, batch_timesteps
 from motiontune.errors import ConfigError
 
 #: additive bias of masked text tokens (the "-10000 = discard" convention of the Latte transformer)
