@@ -4,9 +4,7 @@
 """
 
 import json
-import os
 
-import numpy as np
 import pytest
 
 from motiontune.cli import main

@@ -1,7 +1,6 @@
 """The plain LoRA recipe on every backbone's tiny configuration (shared matrix)."""
 
 import json
-import os
 
 import pytest
 import torch
