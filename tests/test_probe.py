@@ -46,25 +46,9 @@ def reference_video(frames, size):
 
 @pytest.fixture(scope="module")
 def clip_dir(tmp_path_factory):
-    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel
+    from motiontune.testing.tiny_clip import build_tiny_clip
 
-    from motiontune.testing.tokenizer import build_word_tokenizer
-
-    folder = tmp_path_factory.mktemp("tiny_clip")
-    torch.manual_seed(0)
-    tok = build_word_tokenizer("a red blue circle square moves left on black background".split(), max_length=16)
-    config = CLIPConfig(
-        text_config=dict(vocab_size=len(tok), hidden_size=16, intermediate_size=32, num_hidden_layers=1,
-                         num_attention_heads=2, max_position_embeddings=16, eos_token_id=1, pad_token_id=0,
-                         bos_token_id=0),
-        vision_config=dict(hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2,
-                           image_size=32, patch_size=8),
-        projection_dim=8,
-    )
-    CLIPModel(config).save_pretrained(folder)
-    tok.save_pretrained(folder)
-    CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}).save_pretrained(folder)
-    return str(folder)
+    return build_tiny_clip(tmp_path_factory.mktemp("tiny_clip"), "a red blue circle square moves left on black background".split())
 
 
 def test_caption_schedule_and_grid():

@@ -341,6 +341,26 @@ class BackboneSpec:
         return copy.deepcopy(self.denoiser)
 
 
+class ScaledLatentsMixin:
+    """Video VAEs whose latents are the posterior times ``vae.config.scaling_factor``
+    (CogVideoX, HunyuanVideo)."""
+
+    @property
+    def scaling_factor(self) -> float:
+        return float(self.vae.config.scaling_factor)
+
+    def encode_video(self, pixels: torch.Tensor, sample: bool = False, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Pixels (B, 3, F, H, W) in [-1, 1] -> latents (B, C, f, h, w) times the VAE's scaling_factor."""
+        pixels = pixels.to(self.device, self.vae.dtype)
+        dist = self.vae.encode(pixels).latent_dist
+        z = dist.sample(generator) if sample else dist.mode()
+        return (z * self.scaling_factor).to(self.dtype)
+
+    def decode_latents(self, latents: torch.Tensor) -> torch.Tensor:
+        latents = latents.to(self.device, self.vae.dtype) / self.scaling_factor
+        return self.vae.decode(latents, return_dict=False)[0].clamp(-1, 1)
+
+
 def cat_conditioning(conds: list[Conditioning]) -> Conditioning:
     keys = conds[0].keys()
     for c in conds[1:]:

@@ -28,7 +28,7 @@ from typing import Any
 import torch
 from diffusers import CogVideoXPipeline
 
-from motiontune.backbones.base import AttentionSite, BackboneSpec, Conditioning, TokenLayout
+from motiontune.backbones.base import AttentionSite, BackboneSpec, Conditioning, ScaledLatentsMixin, TokenLayout
 
 
 class CogVideoXRotaryEmbedding(torch.nn.Module):
@@ -64,7 +64,7 @@ class CogVideoXRotaryEmbedding(torch.nn.Module):
         return self.pipe._prepare_rotary_positional_embeddings(h * s, w * s, f, latents.device)
 
 
-class CogVideoXSpec(BackboneSpec):
+class CogVideoXSpec(ScaledLatentsMixin, BackboneSpec):
     family = "cogvideox"
     description = "CogVideoX (2b, 5b, 1.5-5B): joint text+video DiT, v-prediction DDPM; 3D RoPE on 5b/1.5"
     aliases = {
@@ -143,22 +143,6 @@ class CogVideoXSpec(BackboneSpec):
             dtype=self.dtype,
         )
         return {"encoder_hidden_states": embeds}
-
-    # ------------------------------------------------------------------ video
-    @property
-    def scaling_factor(self) -> float:
-        return float(self.vae.config.scaling_factor)
-
-    def encode_video(self, pixels: torch.Tensor, sample: bool = False, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Pixels (B, 3, F, H, W) in [-1, 1] -> latents (B, C, f, h, w) times the VAE's scaling_factor."""
-        pixels = pixels.to(self.device, self.vae.dtype)
-        dist = self.vae.encode(pixels).latent_dist
-        z = dist.sample(generator) if sample else dist.mode()
-        return (z * self.scaling_factor).to(self.dtype)
-
-    def decode_latents(self, latents: torch.Tensor) -> torch.Tensor:
-        latents = latents.to(self.device, self.vae.dtype) / self.scaling_factor
-        return self.vae.decode(latents).sample.clamp(-1, 1)
 
     # ------------------------------------------------------------------ denoiser
     def rotary_embedding(self, latents: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:

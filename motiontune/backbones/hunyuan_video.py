@@ -30,14 +30,14 @@ import torch
 from diffusers import HunyuanVideoPipeline
 from diffusers.pipelines.hunyuan_video.pipeline_hunyuan_video import DEFAULT_PROMPT_TEMPLATE
 
-from motiontune.backbones.base import AttentionSite, BackboneSpec, Conditioning, TokenLayout
+from motiontune.backbones.base import AttentionSite, BackboneSpec, Conditioning, ScaledLatentsMixin, TokenLayout
 from motiontune.errors import ConfigError
 
 #: the pipeline's default ``max_sequence_length`` (Llama tokens kept after the template crop)
 DEFAULT_MAX_SEQUENCE_LENGTH = 256
 
 
-class HunyuanVideoSpec(BackboneSpec):
+class HunyuanVideoSpec(ScaledLatentsMixin, BackboneSpec):
     family = "hunyuan_video"
     description = "HunyuanVideo (13B): dual/single-stream joint DiT, 3D RoPE, flow matching, embedded guidance"
     aliases = {
@@ -160,22 +160,6 @@ class HunyuanVideoSpec(BackboneSpec):
             "pooled_projections": pooled.to(self.dtype),
             "encoder_attention_mask": mask.to(self.dtype),
         }
-
-    # ------------------------------------------------------------------ video
-    @property
-    def scaling_factor(self) -> float:
-        return float(self.vae.config.scaling_factor)
-
-    def encode_video(self, pixels: torch.Tensor, sample: bool = False, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Pixels (B, 3, F, H, W) in [-1, 1] -> latents (B, C, f, h, w) times the VAE's scaling_factor."""
-        pixels = pixels.to(self.device, self.vae.dtype)
-        dist = self.vae.encode(pixels).latent_dist
-        z = dist.sample(generator) if sample else dist.mode()
-        return (z * self.scaling_factor).to(self.dtype)
-
-    def decode_latents(self, latents: torch.Tensor) -> torch.Tensor:
-        latents = latents.to(self.device, self.vae.dtype) / self.scaling_factor
-        return self.vae.decode(latents, return_dict=False)[0].clamp(-1, 1)
 
     # ------------------------------------------------------------------ denoiser
     def guidance_tensor(self, guidance: float | torch.Tensor | None, batch: int) -> torch.Tensor | None:
