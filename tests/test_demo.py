@@ -10,20 +10,6 @@ import pytest
 from motiontune.cli import main
 
 
-@pytest.fixture(scope="module")
-def tiny_toy(tmp_path_factory):
-    from diffusers import WanPipeline
-
-    from motiontune.toyworld.training import ToyModelConfig, build_components, write_defaults
-
-    cfg = ToyModelConfig(z_dim=4, vae_base_dim=4, text_dim=16, heads=2, head_dim=12, layers=1, ffn_dim=32,
-                         sample_steps=2, guidance=2.0, heldin_prompts=8)
-    folder = str(tmp_path_factory.mktemp("toy"))
-    WanPipeline(**build_components(cfg)).save_pretrained(folder)
-    write_defaults(cfg, folder)
-    return folder
-
-
 def test_demo_writes_report(tiny_toy, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("MOTIONTUNE_TOY_MODEL", tiny_toy)
     out = tmp_path / "demo"

@@ -127,8 +127,30 @@ def test_bad_train_settings():
         TrainConfig(steps=0)
     with pytest.raises(ConfigError):
         TrainConfig(mixed_precision="fp8")
+    with pytest.raises(ConfigError, match="lr_schedule"):
+        TrainConfig(lr_schedule="linear")
+    with pytest.raises(ConfigError, match="min_lr_ratio"):
+        TrainConfig(min_lr_ratio=1.5)
     with pytest.raises(ConfigError, match="no training data"):
         TrainingData([], [])
+
+
+def test_learning_rate_schedules():
+    from types import SimpleNamespace
+
+    from motiontune.training.trainer import Trainer
+
+    def factors(**kw):
+        fake = SimpleNamespace(config=TrainConfig(steps=12, **kw))
+        return [Trainer._lr_factor(fake, s) for s in range(12)]
+
+    assert factors() == [1.0] * 12
+    assert factors(warmup_steps=4)[:4] == [0.25, 0.5, 0.75, 1.0] and factors(warmup_steps=4)[4:] == [1.0] * 8
+    cos = factors(lr_schedule="cosine", warmup_steps=1, min_lr_ratio=0.1)
+    assert cos[0] == 1.0 and cos[-1] == pytest.approx(0.1)
+    assert cos[1] == pytest.approx(1.0) and all(a > b for a, b in zip(cos[1:], cos[2:]))
+    # halfway through the decay (steps 1..11): the mean of the two ends
+    assert cos[6] == pytest.approx(0.55)
 
 
 def test_validation_videos_and_tensorboard(tiny_model_dir, tmp_path):

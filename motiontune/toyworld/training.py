@@ -44,7 +44,7 @@ NUM_FRAMES, HEIGHT, WIDTH, FPS = 17, 32, 32, 8
 class ToyModelConfig:
     seed: int = 0
     # architecture
-    z_dim: int = 8
+    z_dim: int = 16
     vae_base_dim: int = 16
     text_dim: int = 64
     heads: int = 4
@@ -54,8 +54,9 @@ class ToyModelConfig:
     max_text_tokens: int = 16
     # VAE training
     vae_steps: int = 2500
-    vae_batch: int = 8
-    vae_frames: int = 9
+    vae_batch: int = 4
+    #: full-length clips: a causal Wan VAE trained on shorter clips degrades on the later latent chunks
+    vae_frames: int = NUM_FRAMES
     vae_lr: float = 2e-3
     vae_kl: float = 1e-4
     #: extra weight of subject pixels in the reconstruction loss (the background fills ~95% of a frame)
@@ -314,7 +315,7 @@ def train_dit(cfg: ToyModelConfig, work: str, pipeline: str, device: str = "cpu"
     recipe = make_recipe("full", attention=("all",), learning_rate=cfg.dit_lr)
     tc = TrainConfig(
         output_dir=os.path.join(work, "dit"), steps=cfg.dit_steps, batch_size=cfg.dit_batch, seed=cfg.seed,
-        timestep_distribution="logit_normal", warmup_steps=cfg.dit_warmup, checkpoint_every=cfg.checkpoint_every,
+        timestep_distribution="logit_normal", warmup_steps=cfg.dit_warmup, lr_schedule="cosine", checkpoint_every=cfg.checkpoint_every,
         keep_checkpoints=2, progress=progress, max_grad_norm=1.0,
     )
     Trainer(spec, recipe, LatentBank(work, cfg.caption_dropout), tc, {"size": [NUM_FRAMES, HEIGHT, WIDTH]}).train()

@@ -53,6 +53,9 @@ class TrainConfig:
     #: flow-matching only: shift applied to training noise levels
     train_shift: float = 1.0
     warmup_steps: int = 0
+    #: learning rate after warm-up: "constant", or "cosine" (half a cosine down to min_lr_ratio x the rate at the last step)
+    lr_schedule: str = "constant"
+    min_lr_ratio: float = 0.1
     max_grad_norm: float = 1.0
     checkpoint_every: int = 100
     keep_checkpoints: int = 2
@@ -75,6 +78,10 @@ class TrainConfig:
             raise ConfigError(f"mixed_precision must be no, bf16 or fp16 (got {self.mixed_precision!r})")
         if self.timestep_distribution not in ("uniform", "logit_normal"):
             raise ConfigError(f"timestep_distribution must be uniform or logit_normal (got {self.timestep_distribution!r})")
+        if self.lr_schedule not in ("constant", "cosine"):
+            raise ConfigError(f"lr_schedule must be constant or cosine (got {self.lr_schedule!r})")
+        if not 0.0 <= self.min_lr_ratio <= 1.0:
+            raise ConfigError(f"min_lr_ratio must lie in [0, 1] (got {self.min_lr_ratio})")
 
 
 @dataclass
@@ -148,8 +155,13 @@ class Trainer:
 
     # ------------------------------------------------------------------ one step
     def _lr_factor(self, step: int) -> float:
-        w = self.config.warmup_steps
-        return min(1.0, (step + 1) / w) if w > 0 else 1.0
+        cfg = self.config
+        w = cfg.warmup_steps
+        factor = min(1.0, (step + 1) / w) if w > 0 else 1.0
+        if cfg.lr_schedule == "cosine" and step >= w:
+            progress = (step - w) / max(1, cfg.steps - 1 - w)
+            factor *= cfg.min_lr_ratio + (1.0 - cfg.min_lr_ratio) * 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+        return factor
 
     def train_step(self, step: int) -> tuple[float, dict[str, float]]:
         cfg = self.config

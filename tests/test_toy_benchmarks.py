@@ -1,0 +1,96 @@
+"""benchmarks/toy_quality.py, toy_suite.py and tau_ablation.py end to end on a tiny untrained toy model.
+
+These check that the scripts run, write what they say and keep the other sections of the results
+document; the numbers of the real packaged model are in docs/RESULTS.md.
+"""
+
+import importlib.util
+import json
+import os
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def load_script(name):
+    sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
+    spec = importlib.util.spec_from_file_location(f"motiontune_bench_{name}", os.path.join(ROOT, "benchmarks", f"{name}.py"))
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture
+def results_doc(tmp_path):
+    path = tmp_path / "RESULTS.md"
+    path.write_text("# Results\n\n## Speed and memory\n\nkept\n")
+    return path
+
+
+def test_tau_ablation_rows_and_boundary():
+    tau = load_script("tau_ablation")
+    rows = tau.ablation_rows(700.0, 100)
+    assert rows == [("no tuning", None), ("tau = 800", 800.0), ("tau = 700", 700.0), ("tau = 600", 600.0),
+                    ("all timesteps (tau = 0)", 0.0)]
+    # taus outside (0, 1000) are dropped, the all-timesteps row stays
+    assert [t for _, t in tau.ablation_rows(900.0, 100)] == [None, 900.0, 800.0, 0.0]
+    assert tau.boundary_from([{"suggested_tau": 600.0}, {"suggested_tau": 800.0}, {"suggested_tau": None}], 100) == 700.0
+    with pytest.raises(SystemExit):
+        tau.boundary_from([{"suggested_tau": None}], 100)
+
+
+def test_tau_ablation_runs_on_tiny_toy(tiny_toy, tmp_path, monkeypatch, results_doc):
+    monkeypatch.setenv("MOTIONTUNE_TOY_MODEL", tiny_toy)
+    tau = load_script("tau_ablation")
+    out = tmp_path / "abl"
+    args = ["--seeds", "0,1", "--scenarios", "1", "--probe-scenarios", "1", "--grid-step", "500", "--boundary", "500",
+            "--train-steps", "1", "--steps", "2", "--output", str(out), "--append-results", str(results_doc)]
+    assert tau.main(args) == 0
+    probe = json.loads((out / "probe" / "motion-orbit-0" / "probe.json").read_text())
+    assert {r["tau_start"] for r in probe["grid"]} == {500.0, 1000.0}
+    assert (out / "probe" / "motion-orbit-0" / "tradeoff.png").is_file()
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["boundary"] == 500.0
+    assert list(summary["table"]) == ["no tuning", "tau = 500", "all timesteps (tau = 0)"]
+    for label, stats in summary["table"].items():
+        assert stats["cells"] == 2  # one scenario x two seeds
+        assert 0.0 <= stats["toy_subject_accuracy"][0] <= 1.0
+    # the timestep cells trained with the tau asked for
+    meta = json.loads(next((out / "seed1" / "tau0500").rglob("motiontune.json")).read_text())
+    assert json.dumps(meta).count("500") >= 1
+    text = results_doc.read_text()
+    assert "## Speed and memory\n\nkept" in text and "## Timestep ablation (toy)" in text
+    assert "| tau = 500 |" in text and "boundary" in text.lower()
+    # a re-run finds every cell finished and rewrites the same table
+    assert tau.main(args) == 0
+    assert json.loads((out / "summary.json").read_text())["table"].keys() == summary["table"].keys()
+
+
+def test_toy_suite_script_on_tiny_toy(tiny_toy, tmp_path, monkeypatch, results_doc):
+    monkeypatch.setenv("MOTIONTUNE_TOY_MODEL", tiny_toy)
+    suite = load_script("toy_suite")
+    out = tmp_path / "suite"
+    assert suite.main(["--recipes", "none,lora", "--train-steps", "1", "--steps", "2", "--limit", "1",
+                       "--output", str(out), "--append-results", str(results_doc)]) == 0
+    results = json.loads((out / "results.json").read_text())
+    rows = results if isinstance(results, list) else results.get("results", results.get("cells"))
+    assert sorted(r["recipe"] for r in rows) == ["lora", "none"]
+    text = results_doc.read_text()
+    assert "## Toy suite" in text and "| lora | motion (1) |" in text and "kept" in text
+
+
+def test_toy_quality_script_on_tiny_toy(tiny_toy, tmp_path, results_doc):
+    quality = load_script("toy_quality")
+    out = tmp_path / "q.json"
+    assert quality.main(["--model", tiny_toy, "--limit", "2", "--steps", "2", "--output-json", str(out),
+                         "--append-results", str(results_doc)]) == 0
+    data = json.loads(out.read_text())
+    assert data["prompts"] == 2
+    # the oracle reads ground-truth renders of the same prompts perfectly
+    for key in ("color", "shape", "background", "motion_direction"):
+        assert data["ground_truth_renders"][key] == 1.0
+        assert 0.0 <= data["generated"][key] <= 1.0
+    assert "## Toy model quality" in results_doc.read_text()
