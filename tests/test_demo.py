@@ -5,7 +5,6 @@
 
 import json
 
-import pytest
 
 from motiontune.cli import main
 
