@@ -5,7 +5,6 @@
 
 import json
 
-
 from motiontune.cli import main
 
 
