@@ -72,3 +72,20 @@ def test_toy_training_snapshot_and_restore(tmp_path):
     work2 = tmp_path / "work2"
     assert run(work2, "--resume-from", str(snap), "--stage", "vae") == 0
     assert (work2 / "vae-train.safetensors").read_bytes() == (work / "vae-train.safetensors").read_bytes()
+
+
+def test_defaults_carry_the_measured_tau_and_bad_settings_are_refused(tmp_path, capsys):
+    import pytest
+
+    from motiontune.recipes.timestep import folder_default_tau
+
+    training.write_defaults(training.ToyModelConfig(timestep_tau=600.0), str(tmp_path))
+    assert folder_default_tau(str(tmp_path)) == (600.0, "native")
+    training.write_defaults(training.ToyModelConfig(), str(tmp_path))
+    assert folder_default_tau(str(tmp_path)) is None
+    for bad in ("nope=1", "dit_steps=many", "dit_steps"):
+        with pytest.raises(SystemExit) as exc:
+            training.main(["--work-dir", str(tmp_path / "w"), "--set", bad])
+        assert exc.value.code == 2
+        assert "--set" in capsys.readouterr().err
+    assert not (tmp_path / "w" / "config.json").exists()  # nothing written for a refused command

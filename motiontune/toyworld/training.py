@@ -75,6 +75,9 @@ class ToyModelConfig:
     sample_steps: int = 30
     guidance: float = 4.0
     flow_shift: float = 2.0
+    #: boundary of the ``timestep`` recipe on this model (native t), measured with ``motiontune probe``
+    #: (benchmarks/tau_ablation.py); None leaves the family default
+    timestep_tau: float | None = None
 
 
 # ---------------------------------------------------------------------------- components
@@ -299,6 +302,7 @@ def write_defaults(cfg: ToyModelConfig, folder: str) -> None:
     atomic_write_text(os.path.join(folder, "motiontune_defaults.json"), json.dumps({
         "num_frames": NUM_FRAMES, "height": HEIGHT, "width": WIDTH, "default_steps": cfg.sample_steps,
         "default_guidance": cfg.guidance, "default_fps": FPS,
+        **({"timestep_tau": cfg.timestep_tau, "timestep_tau_unit": "native"} if cfg.timestep_tau is not None else {}),
     }, indent=1))
     atomic_write_text(os.path.join(folder, "toyworld.json"), json.dumps({
         "heldin_combinations": [list(c) for c in heldin_combinations(cfg)],
@@ -400,8 +404,14 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     cfg = ToyModelConfig()
     for item in args.set:
-        key, value = item.split("=", 1)
-        setattr(cfg, key, type(getattr(cfg, key))(value))
+        key, _, value = item.partition("=")
+        if not hasattr(cfg, key) or not value:
+            parser.error(f"--set {item}: expected KEY=VALUE with KEY a ToyModelConfig field")
+        current = getattr(cfg, key)
+        try:
+            setattr(cfg, key, None if value == "none" else (float if current is None else type(current))(value))
+        except ValueError:
+            parser.error(f"--set {item}: {value!r} is not a valid {type(current).__name__}")
     os.makedirs(args.work_dir, exist_ok=True)
     saved = os.path.join(args.work_dir, "config.json")
     if os.path.isfile(saved):
