@@ -2,7 +2,7 @@
 
 Stages (each resumable; run ``python -m motiontune.toyworld.training --help``):
 
-1. ``vae``: an AutoencoderKLWan (4x spatial, 2x temporal compression, 8 latent channels)
+1. ``vae``: an AutoencoderKLWan (4x spatial, 2x temporal compression, 16 latent channels)
    trained to reconstruct toy-world clips (all splits: the codec is generic), checkpointed.
 2. ``bank``: the per-channel latent mean/std are measured and written into the VAE config
    (as Wan2.1 does), then a bank of clips of the BASE split is rendered and encoded — minus the
@@ -54,9 +54,14 @@ class ToyModelConfig:
     max_text_tokens: int = 16
     # VAE training
     vae_steps: int = 2500
-    vae_batch: int = 4
-    #: full-length clips: a causal Wan VAE trained on shorter clips degrades on the later latent chunks
-    vae_frames: int = NUM_FRAMES
+    vae_batch: int = 8
+    vae_frames: int = 9
+    #: the last steps train on full-length clips (a causal Wan VAE trained only on shorter clips
+    #: degrades on the later latent chunks), with this batch size
+    vae_long_steps: int = 500
+    vae_long_batch: int = 4
+    #: channel multipliers of the VAE levels (4x spatial compression: three levels)
+    vae_dim_mult: str = "1,2,4"
     vae_lr: float = 2e-3
     vae_kl: float = 1e-4
     #: extra weight of subject pixels in the reconstruction loss (the background fills ~95% of a frame)
@@ -96,7 +101,7 @@ def build_components(cfg: ToyModelConfig) -> dict:
                    num_heads=4, relative_attention_num_buckets=16, pad_token_id=0, eos_token_id=1, decoder_start_token_id=0)
     )
     vae = AutoencoderKLWan(
-        base_dim=cfg.vae_base_dim, z_dim=cfg.z_dim, dim_mult=[1, 2, 2], num_res_blocks=1, temperal_downsample=[False, True],
+        base_dim=cfg.vae_base_dim, z_dim=cfg.z_dim, dim_mult=[int(m) for m in cfg.vae_dim_mult.split(",")], num_res_blocks=1, temperal_downsample=[False, True],
         scale_factor_spatial=4, scale_factor_temporal=2, latents_mean=[0.0] * cfg.z_dim, latents_std=[1.0] * cfg.z_dim,
     )
     transformer = WanTransformer3DModel(
@@ -132,14 +137,16 @@ def _render_batch(rng: np.random.Generator, n: int, frames: int, split: str = "a
 
 
 def _render_weighted_batch(rng: np.random.Generator, n: int, frames: int, fg_weight: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """Clips of all splits and per-pixel loss weights (1 on the background, 1 + fg_weight on the subject)."""
+    """Clips of all splits and per-pixel loss weights (1 on the background, 1 + fg_weight on and around the subject)."""
     clips, weights = [], []
     for _ in range(n):
         scene = sample_scene(rng, "all")
         video = render(scene, frames, HEIGHT, WIDTH)
         subject = np.abs(video.astype(np.float32) - background_image(scene.background, HEIGHT, WIDTH)[None]).max(-1) > 6
+        # the weight covers the subject and 2 pixels around it, so that its edges are sharp on both sides
+        subject = torch.nn.functional.max_pool2d(torch.from_numpy(subject.astype(np.float32))[:, None], 5, 1, 2)[:, 0]
         clips.append(video_to_tensor(video))
-        weights.append(torch.from_numpy(1.0 + fg_weight * subject.astype(np.float32))[None])
+        weights.append((1.0 + fg_weight * subject)[None])
     return torch.stack(clips), torch.stack(weights)
 
 
@@ -186,7 +193,9 @@ def train_vae(cfg: ToyModelConfig, work: str, device: str = "cpu", progress: boo
     vae.train()
     for step in range(start, cfg.vae_steps):
         rng = np.random.default_rng([cfg.seed, 1, step])
-        x, w = _render_weighted_batch(rng, cfg.vae_batch, cfg.vae_frames, cfg.vae_fg_weight)
+        long = step >= cfg.vae_steps - cfg.vae_long_steps
+        x, w = _render_weighted_batch(rng, cfg.vae_long_batch if long else cfg.vae_batch,
+                                      NUM_FRAMES if long else cfg.vae_frames, cfg.vae_fg_weight)
         x, w = x.to(device), w.to(device)
         dist = vae.encode(x).latent_dist
         z = dist.sample(torch.Generator(device).manual_seed(step))
