@@ -26,7 +26,7 @@ def test_toy_training_stages_resume_and_export(tmp_path, capsys):
     assert state["step"] == 2 and (work / "vae" / "config.json").is_file()
     assert run(work, "--stage", "bank") == 0
     bank = training.LatentBank(str(work), caption_dropout=0.0)
-    assert bank.latents.shape == (8, 4, 9, 8, 8) and len(bank.captions) == 8
+    assert bank.latents.shape == (8, 4, 9, 16, 16)  # 2x spatial, 2x temporal compression and len(bank.captions) == 8
     heldin = {tuple(c) for c in training.heldin_combinations(training.ToyModelConfig(heldin_prompts=4))}
     from motiontune.toyworld.world import parse_caption
 

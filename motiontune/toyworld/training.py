@@ -2,7 +2,7 @@
 
 Stages (each resumable; run ``python -m motiontune.toyworld.training --help``):
 
-1. ``vae``: an AutoencoderKLWan (4x spatial, 2x temporal compression, 16 latent channels)
+1. ``vae``: an AutoencoderKLWan (2x spatial, 2x temporal compression, 8 latent channels)
    trained to reconstruct toy-world clips (all splits: the codec is generic), checkpointed.
 2. ``bank``: the per-channel latent mean/std are measured and written into the VAE config
    (as Wan2.1 does), then a bank of clips of the BASE split is rendered and encoded — minus the
@@ -44,7 +44,7 @@ NUM_FRAMES, HEIGHT, WIDTH, FPS = 17, 32, 32, 8
 class ToyModelConfig:
     seed: int = 0
     # architecture
-    z_dim: int = 16
+    z_dim: int = 8
     vae_base_dim: int = 16
     text_dim: int = 64
     heads: int = 4
@@ -60,8 +60,10 @@ class ToyModelConfig:
     #: degrades on the later latent chunks), with this batch size
     vae_long_steps: int = 500
     vae_long_batch: int = 4
-    #: channel multipliers of the VAE levels (4x spatial compression: three levels)
-    vae_dim_mult: str = "1,2,4"
+    #: channel multipliers of the VAE levels (n levels: 2**(n-1) x spatial compression)
+    vae_dim_mult: str = "1,2"
+    #: the transformer's (frames, height, width) patch over the latents
+    patch_size: str = "1,4,4"
     vae_lr: float = 2e-3
     vae_kl: float = 1e-4
     #: extra weight of subject pixels in the reconstruction loss (the background fills ~95% of a frame)
@@ -100,12 +102,15 @@ def build_components(cfg: ToyModelConfig) -> dict:
         UMT5Config(vocab_size=len(tokenizer), d_model=cfg.text_dim, d_kv=16, d_ff=2 * cfg.text_dim, num_layers=2,
                    num_heads=4, relative_attention_num_buckets=16, pad_token_id=0, eos_token_id=1, decoder_start_token_id=0)
     )
+    dim_mult = [int(m) for m in cfg.vae_dim_mult.split(",")]
+    levels = len(dim_mult) - 1  # each level halves height and width; the last one also halves time
     vae = AutoencoderKLWan(
-        base_dim=cfg.vae_base_dim, z_dim=cfg.z_dim, dim_mult=[int(m) for m in cfg.vae_dim_mult.split(",")], num_res_blocks=1, temperal_downsample=[False, True],
-        scale_factor_spatial=4, scale_factor_temporal=2, latents_mean=[0.0] * cfg.z_dim, latents_std=[1.0] * cfg.z_dim,
+        base_dim=cfg.vae_base_dim, z_dim=cfg.z_dim, dim_mult=dim_mult, num_res_blocks=1,
+        temperal_downsample=[False] * (levels - 1) + [True], scale_factor_spatial=2**levels, scale_factor_temporal=2,
+        latents_mean=[0.0] * cfg.z_dim, latents_std=[1.0] * cfg.z_dim,
     )
     transformer = WanTransformer3DModel(
-        patch_size=(1, 2, 2), num_attention_heads=cfg.heads, attention_head_dim=cfg.head_dim, in_channels=cfg.z_dim,
+        patch_size=tuple(int(p) for p in cfg.patch_size.split(",")), num_attention_heads=cfg.heads, attention_head_dim=cfg.head_dim, in_channels=cfg.z_dim,
         out_channels=cfg.z_dim, text_dim=cfg.text_dim, freq_dim=64, ffn_dim=cfg.ffn_dim, num_layers=cfg.layers,
         cross_attn_norm=True, qk_norm="rms_norm_across_heads", rope_max_seq_len=64,
     )
