@@ -72,7 +72,7 @@ class ToyModelConfig:
     bank_size: int = 12000
     heldin_prompts: int = 64
     # transformer training
-    dit_steps: int = 3000
+    dit_steps: int = 8000
     dit_batch: int = 32
     dit_lr: float = 5e-4
     dit_warmup: int = 200
