@@ -30,7 +30,7 @@ import time
 import numpy as np
 import torch
 
-from motiontune.evaluation.runner import BenchConfig, run_bench
+from motiontune.evaluation.runner import BenchConfig, collect_results, run_bench
 
 sys.path.insert(0, os.path.dirname(__file__))
 from results_doc import replace_section  # noqa: E402
@@ -106,9 +106,7 @@ def run_ablation(args, boundary: float) -> dict:
                               recipe_settings={} if tau is None else {"timestep": {"tau": tau}}, progress=False)
             print(f"ablation: {label}, seed {seed}")
             run_bench(cfg, log=print)
-            with open(os.path.join(folder, "results.json"), encoding="utf-8") as fh:
-                data = json.load(fh)
-            results = data if isinstance(data, list) else data.get("results", data.get("cells", []))
+            results, _ = collect_results([folder])
             out.setdefault(label, {})[seed] = results
     return out
 

@@ -21,7 +21,7 @@ import time
 import numpy as np
 import torch
 
-from motiontune.evaluation.runner import BenchConfig, run_bench
+from motiontune.evaluation.runner import BenchConfig, collect_results, run_bench
 
 sys.path.insert(0, os.path.dirname(__file__))
 from results_doc import replace_section  # noqa: E402
@@ -81,9 +81,7 @@ def main(argv: list[str] | None = None) -> int:
                       recipe_settings=settings, formats=("gif",), progress=True)
     t0 = time.time()
     run_bench(cfg, log=print)
-    with open(os.path.join(args.output, "results.json"), encoding="utf-8") as fh:
-        data = json.load(fh)
-    results = data if isinstance(data, list) else data.get("results", data.get("cells", []))
+    results, _ = collect_results([args.output])
     table = summarize(results)
     print(json.dumps(table, indent=1))
     if args.append_results:

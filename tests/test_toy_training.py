@@ -48,8 +48,7 @@ def test_toy_training_stages_resume_and_export(tmp_path, capsys):
     from motiontune.backbones import load_backbone
 
     spec = load_backbone(str(model), family="wan")
-    init = training.build_components(training.ToyModelConfig(**{k: type(getattr(training.ToyModelConfig(), k))(v) for k, v in
-                                                                (i.split("=") for i in TINY)}))["transformer"]
+    init = training.build_components(training.config_from_settings(TINY))["transformer"]
     trained = dict(spec.pipe.transformer.named_parameters())
     assert any(not torch.equal(p, trained[n]) for n, p in init.named_parameters())
     from motiontune.diffusion.sampling import SamplingConfig, generate

@@ -32,6 +32,7 @@ import torch
 from tqdm.auto import tqdm
 
 from motiontune.data.dataset import DataSource, Sample
+from motiontune.errors import ConfigError
 from motiontune.toyworld.render import background_image, render, video_to_tensor
 from motiontune.toyworld.world import BACKGROUNDS, COLORS, SHAPES, VOCABULARY, caption, sample_scene
 from motiontune.toyworld.motions import BASE_MOTIONS
@@ -397,6 +398,22 @@ def restore(source: str, work: str) -> None:
                 shutil.copy2(src, dst)
 
 
+def config_from_settings(items: list[str]) -> ToyModelConfig:
+    """The default :class:`ToyModelConfig` with ``KEY=VALUE`` overrides (``none`` for None), each
+    converted to the type of the field's default."""
+    cfg = ToyModelConfig()
+    for item in items:
+        key, _, value = item.partition("=")
+        if not hasattr(cfg, key) or not value:
+            raise ConfigError(f"--set {item}: expected KEY=VALUE with KEY a ToyModelConfig field")
+        current = getattr(cfg, key)
+        try:
+            setattr(cfg, key, None if value == "none" else (float if current is None else type(current))(value))
+        except ValueError:
+            raise ConfigError(f"--set {item}: {value!r} is not a valid {type(current).__name__}") from None
+    return cfg
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Train the embedded toy model (resumable).")
     parser.add_argument("--work-dir", default=os.path.expanduser("~/.cache/motiontune/toy-train"))
@@ -416,16 +433,10 @@ def main(argv: list[str] | None = None) -> int:
         restore(args.resume_from, args.work_dir)
     if args.threads:
         torch.set_num_threads(args.threads)
-    cfg = ToyModelConfig()
-    for item in args.set:
-        key, _, value = item.partition("=")
-        if not hasattr(cfg, key) or not value:
-            parser.error(f"--set {item}: expected KEY=VALUE with KEY a ToyModelConfig field")
-        current = getattr(cfg, key)
-        try:
-            setattr(cfg, key, None if value == "none" else (float if current is None else type(current))(value))
-        except ValueError:
-            parser.error(f"--set {item}: {value!r} is not a valid {type(current).__name__}")
+    try:
+        cfg = config_from_settings(args.set)
+    except ConfigError as exc:
+        parser.error(str(exc))
     os.makedirs(args.work_dir, exist_ok=True)
     saved = os.path.join(args.work_dir, "config.json")
     if os.path.isfile(saved):
