@@ -226,10 +226,14 @@ def slug(text: str, limit: int = 48) -> str:
 
 def write_outputs(videos: torch.Tensor, prompts: list[str], output_dir: str, formats: tuple[str, ...] | list[str], fps: int = 8) -> list[str]:
     from motiontune.data.video_io import write_frames, write_video
+    from motiontune.utils.files import atomic_write_text
 
     paths = []
     for i, (video, prompt) in enumerate(zip(videos, prompts)):
         stem = os.path.join(output_dir, f"{i:02d}-{slug(prompt)}")
+        os.makedirs(output_dir, exist_ok=True)
+        # the full prompt beside the clip (slugs are cut), read back by `motiontune eval`
+        atomic_write_text(f"{stem}.txt", prompt + "\n")
         for fmt in formats:
             if fmt == "png":
                 write_frames(video, stem)

@@ -41,6 +41,17 @@ def test_train_then_generate(tiny_model_dir, reference, tmp_path, capsys):
     assert len([p for p in printed if p.endswith((".mp4", ".gif"))]) == 4
     clip = read_video(tmp_path / "gen" / "00-a-dog-moves-right.mp4")
     assert clip.frames.shape == (9, 32, 32, 3)
+    assert (tmp_path / "gen" / "01-a-cat.txt").read_text() == "a cat\n"  # the prompt beside each clip
+    # eval reads those prompts back; one row per clip although each was written as mp4 and gif
+    rc = main(["eval", "--video", str(tmp_path / "gen"), "--metrics", "temporal_flickering", "--json", str(tmp_path / "ev.json")])
+    assert rc == 0
+    rows = json.loads((tmp_path / "ev.json").read_text())["videos"]
+    assert [r["prompt"] for r in rows] == ["a dog moves right", "a cat"]
+    # the toy metrics need a prompt: a clip without one is a one-line error
+    (tmp_path / "gen" / "01-a-cat.txt").unlink()
+    capsys.readouterr()
+    assert main(["eval", "--video", str(tmp_path / "gen" / "01-a-cat.mp4"), "--toy", "--metrics", "temporal_flickering"]) != 0
+    assert "no prompt for the toy metrics" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(

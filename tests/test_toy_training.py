@@ -33,6 +33,13 @@ def test_toy_training_stages_resume_and_export(tmp_path, capsys):
     for cap in bank.captions:  # held-in evaluation combinations never appear in the bank
         f = parse_caption(cap)
         assert (f.color, f.shape, f.motion, f.background) not in heldin
+    # subject masks on the latent grid: one (1, 9, 16, 16) mask per clip, set somewhere but not everywhere
+    assert bank.subject.shape == (8, 1, 9, 16, 16) and bank.subject.dtype == torch.uint8
+    covered = bank.subject.float().mean(dim=(1, 3, 4))
+    assert bool((covered > 0).all()) and bool((covered < 0.5).all())
+    weighted = training.LatentBank(str(work), caption_dropout=0.0, fg_weight=4.0)
+    sample = weighted.draw("video", torch.Generator().manual_seed(0), 1)[0]
+    assert sorted(torch.unique(sample.loss_weight).tolist()) == [1.0, 5.0]
     vae_cfg = json.loads((work / "vae" / "config.json").read_text())
     assert vae_cfg["latents_std"] != [1.0] * 4  # measured statistics written into the VAE config
     assert run(work, "--export", str(model)) == 0
@@ -88,3 +95,28 @@ def test_defaults_carry_the_measured_tau_and_bad_settings_are_refused(tmp_path, 
         assert exc.value.code == 2
         assert "--set" in capsys.readouterr().err
     assert not (tmp_path / "w" / "config.json").exists()  # nothing written for a refused command
+
+
+def test_latent_grid_mask_follows_the_causal_frame_layout():
+    mask = torch.zeros(17, 32, 32)
+    mask[0, 0, 0] = 1  # frame 0 is latent frame 0 on its own
+    mask[2, 5, 9] = 1  # frames 1-2 are latent frame 1
+    mask[16, 31, 31] = 1  # frames 15-16 are latent frame 8
+    grid = training.latent_grid_mask(mask, temporal=2, spatial=2)
+    assert grid.shape == (1, 9, 16, 16)
+    assert {tuple(i) for i in grid[0].nonzero().tolist()} == {(0, 0, 0), (1, 2, 4), (8, 15, 15)}
+
+
+def test_subject_weight_needs_masks_in_the_bank(tmp_path):
+    from motiontune.errors import ConfigError
+    from motiontune.utils.files import save_tensors
+
+    save_tensors({"latents": torch.zeros(2, 4, 9, 16, 16)}, str(tmp_path / "bank.safetensors"))
+    (tmp_path / "bank.json").write_text(json.dumps({"captions": ["a", "b"]}))
+    assert training.LatentBank(str(tmp_path), 0.0).draw("video", torch.Generator().manual_seed(0), 1)[0].loss_weight is None
+    try:
+        training.LatentBank(str(tmp_path), 0.0, fg_weight=2.0)
+    except ConfigError as err:
+        assert "subject masks" in str(err)
+    else:
+        raise AssertionError("a bank without masks was accepted for a subject-weighted loss")

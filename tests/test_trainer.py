@@ -181,3 +181,35 @@ def test_gradient_checkpointing_matches_and_accumulation_counts(tiny_model_dir, 
     tr.spec.predict = lambda x, t, c, **kw: (calls.append(x.shape[0]), orig(x, t, c, **kw))[1]
     tr.train()
     assert calls == [2] * 6  # 3 steps x 2 micro-batches of 2 samples
+
+
+def test_per_sample_loss_weights(tiny_model_dir, tmp_path):
+    from motiontune.recipes.base import diffusion_loss
+
+    pred, target = torch.zeros(2, 3, 4), torch.ones(2, 3, 4)
+    target[:, :, :2] = 3.0  # squared error 9 on the first half, 1 on the second
+    assert float(diffusion_loss(pred, target)) == pytest.approx(5.0)
+    w = torch.zeros(2, 1, 4)
+    w[..., 2:] = 1.0
+    assert float(diffusion_loss(pred, target, w)) == pytest.approx(1.0)
+    assert float(diffusion_loss(pred, target, torch.full((2, 1, 4), 7.0))) == pytest.approx(5.0)
+    with pytest.raises(ConfigError, match="loss_weight"):
+        Sample(VIDEO, "x", loss_weight=-torch.ones(1, 2, 8, 8))
+
+    folder = tiny_model_dir("wan")
+    with torch.no_grad():
+        latents = load_backbone(folder).encode_video(VIDEO[None])[0]
+
+    def step_loss(weight):
+        spec = load_backbone(folder)
+        recipe = make_recipe("lora", rank=2, attention=("joint",))
+        cfg = TrainConfig(output_dir=str(tmp_path / "w"), steps=1, progress=False, checkpoint_every=0, resume=False)
+        sample = Sample(None, "x", latents=latents, loss_weight=weight)
+        return Trainer(spec, recipe, TrainingData([sample]), cfg).train_step(0)[0]
+
+    plain = step_loss(None)
+    ones = torch.ones(1, *latents.shape[1:])
+    assert step_loss(3.0 * ones) == pytest.approx(plain, rel=1e-5)  # uniform weights are the plain loss
+    spot = ones.clone()
+    spot[:, 0] = 10.0  # the first latent frame counts ten times
+    assert step_loss(spot) != pytest.approx(plain, rel=1e-3)

@@ -28,11 +28,16 @@ class Sample:
     source: str = "<tensor>"
     #: precomputed normalised latents (C, f, h, w); when given, pixels may be None
     latents: torch.Tensor | None = None
+    #: per-element weights of the diffusion loss over the latents, broadcastable to (C, f, h, w)
+    #: (e.g. (1, f, h, w) to stress the subject); None weighs every element equally
+    loss_weight: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
         want = 4 if self.kind == "video" else 3
         if self.kind not in ("video", "image"):
             raise ConfigError(f"sample kind must be 'video' or 'image', not {self.kind!r}")
+        if self.loss_weight is not None and (self.loss_weight.ndim != 4 or bool((self.loss_weight < 0).any())):
+            raise ConfigError(f"{self.source}: loss_weight must be a non-negative (C or 1, f, h, w) tensor, got shape {tuple(self.loss_weight.shape)}")
         if self.pixels is None:
             if self.latents is None:
                 raise ConfigError(f"{self.source}: a sample needs pixels or latents")

@@ -217,6 +217,8 @@ def run_eval_command(s: dict[str, Any]) -> int:
         frames = read_video(path).frames
         clips.append(frames)
         text = prompt or _sidecar_prompt(path)
+        if scorers and not text:
+            raise InputError(f"{path}: no prompt for the toy metrics (give --prompt, or write it in {path.with_suffix('.txt').name})")
         scores = evaluate_video(frames, [m for m in metrics if m != "fvd"], reference=reference, prompt=text,
                                 reference_images=images, scorer=scorer, scorers=scorers)
         rows.append({"video": str(path), "prompt": text, "metrics": scores})

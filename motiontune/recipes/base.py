@@ -86,6 +86,8 @@ class LossContext:
     target: torch.Tensor
     step: int
     extras: dict[str, Any] = field(default_factory=dict)
+    #: per-element loss weights broadcastable to ``prediction`` (from the samples' ``loss_weight``), or None
+    weight: torch.Tensor | None = None
 
 
 class Recipe:
@@ -132,7 +134,7 @@ class Recipe:
 
     def losses(self, ctx: LossContext) -> dict[str, torch.Tensor]:
         """Loss terms of one step; the trainer sums them. Default: the plain diffusion loss."""
-        return {"diffusion": diffusion_loss(ctx.prediction, ctx.target)}
+        return {"diffusion": diffusion_loss(ctx.prediction, ctx.target, ctx.weight)}
 
     def after_backward(self, step: int, kind: str) -> None:
         """Called after backward and before the optimizer step (e.g. gradient masks)."""
@@ -180,8 +182,14 @@ class Recipe:
         return {"recipe": self.name, "trainable_parameters": n, "config": self.config.to_dict()}
 
 
-def diffusion_loss(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    return torch.nn.functional.mse_loss(prediction.float(), target.float())
+def diffusion_loss(prediction: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean squared error; with ``weight`` (broadcastable to ``prediction``), the weighted mean
+    ``sum(w * e^2) / sum(w)``, so that uniform weights give the plain loss."""
+    err = (prediction.float() - target.float()) ** 2
+    if weight is None:
+        return err.mean()
+    w = weight.float().expand_as(err)
+    return (w * err).sum() / w.sum().clamp_min(1e-12)
 
 
 def write_recipe_json(folder: str, recipe: Recipe, metadata: dict[str, Any] | None = None) -> str:

@@ -78,6 +78,8 @@ class ToyModelConfig:
     dit_lr: float = 5e-4
     dit_warmup: int = 200
     caption_dropout: float = 0.1
+    #: extra weight of the latent cells under the subject in the diffusion loss (0: plain loss)
+    dit_fg_weight: float = 0.0
     checkpoint_every: int = 200
     # sampling defaults written with the model
     sample_steps: int = 30
@@ -131,14 +133,37 @@ def heldin_combinations(cfg: ToyModelConfig) -> list[tuple[str, str, str, str]]:
 # ---------------------------------------------------------------------------- stage 1: VAE
 
 
-def _render_batch(rng: np.random.Generator, n: int, frames: int, split: str = "all", exclude=None) -> tuple[torch.Tensor, list[str]]:
-    clips, caps = [], []
+def _subject_mask(scene, video: np.ndarray) -> torch.Tensor:
+    """(F, H, W) float mask of the subject and 2 pixels around it in a rendered clip."""
+    subject = np.abs(video.astype(np.float32) - background_image(scene.background, HEIGHT, WIDTH)[None]).max(-1) > 6
+    return torch.nn.functional.max_pool2d(torch.from_numpy(subject.astype(np.float32))[:, None], 5, 1, 2)[:, 0]
+
+
+def latent_grid_mask(mask: torch.Tensor, temporal: int, spatial: int) -> torch.Tensor:
+    """A pixel mask (F, H, W) on the latent grid (1, f, h, w) of a causal video VAE: latent frame 0
+    covers frame 0 alone, latent frame k the ``temporal`` frames before it; a latent cell is set
+    when any of its pixels is."""
+    rest = mask[1:].reshape(-1, temporal, *mask.shape[1:]).amax(1)
+    frames = torch.cat([mask[:1], rest])
+    return torch.nn.functional.max_pool2d(frames[:, None], spatial)[:, 0][None]
+
+
+def _render_batch(
+    rng: np.random.Generator, n: int, frames: int, split: str = "all", exclude=None, masks: bool = False
+) -> tuple[torch.Tensor, list[str]] | tuple[torch.Tensor, list[str], torch.Tensor]:
+    """Clips of one split (and, with ``masks``, their (F, H, W) subject masks)."""
+    clips, caps, subjects = [], [], []
     while len(clips) < n:
         scene = sample_scene(rng, split)
         if exclude and (scene.color, scene.shape, scene.motion, scene.background) in exclude:
             continue
-        clips.append(video_to_tensor(render(scene, frames, HEIGHT, WIDTH)))
+        video = render(scene, frames, HEIGHT, WIDTH)
+        clips.append(video_to_tensor(video))
         caps.append(caption(scene))
+        if masks:
+            subjects.append(_subject_mask(scene, video))
+    if masks:
+        return torch.stack(clips), caps, torch.stack(subjects)
     return torch.stack(clips), caps
 
 
@@ -148,11 +173,9 @@ def _render_weighted_batch(rng: np.random.Generator, n: int, frames: int, fg_wei
     for _ in range(n):
         scene = sample_scene(rng, "all")
         video = render(scene, frames, HEIGHT, WIDTH)
-        subject = np.abs(video.astype(np.float32) - background_image(scene.background, HEIGHT, WIDTH)[None]).max(-1) > 6
         # the weight covers the subject and 2 pixels around it, so that its edges are sharp on both sides
-        subject = torch.nn.functional.max_pool2d(torch.from_numpy(subject.astype(np.float32))[:, None], 5, 1, 2)[:, 0]
         clips.append(video_to_tensor(video))
-        weights.append((1.0 + fg_weight * subject)[None])
+        weights.append((1.0 + fg_weight * _subject_mask(scene, video))[None])
     return torch.stack(clips), torch.stack(weights)
 
 
@@ -262,18 +285,21 @@ def build_bank(cfg: ToyModelConfig, work: str, vae, device: str = "cpu", progres
     std = zs.std(dim=(0, 2, 3, 4)).clamp_min(1e-3)
     vae.register_to_config(latents_mean=mean.tolist(), latents_std=std.tolist())
     vae.save_pretrained(os.path.join(work, "vae"))
-    latents, captions = [], []
+    latents, captions, subjects = [], [], []
+    temporal, spatial = int(vae.config.scale_factor_temporal), int(vae.config.scale_factor_spatial)
     bar = tqdm(total=cfg.bank_size, desc="toy latent bank", disable=not progress, dynamic_ncols=True)
     while len(captions) < cfg.bank_size:
-        x, caps = _render_batch(rng, min(64, cfg.bank_size - len(captions)), NUM_FRAMES, split="base", exclude=exclude)
+        x, caps, masks = _render_batch(rng, min(64, cfg.bank_size - len(captions)), NUM_FRAMES, split="base", exclude=exclude, masks=True)
         z = vae.encode(x.to(device)).latent_dist.mode().cpu()
         z = (z - mean.view(1, -1, 1, 1, 1)) / std.view(1, -1, 1, 1, 1)
         latents.append(z.half())
+        subjects.append(torch.stack([latent_grid_mask(m, temporal, spatial) for m in masks]).to(torch.uint8))
         captions += caps
         bar.update(len(caps))
     bar.close()
     atomic_write_text(os.path.join(work, "bank.json"), json.dumps({"captions": captions}))
-    save_tensors({"latents": torch.cat(latents)}, path)
+    # "subject": where the subject is on the latent grid, for the subject-weighted loss (dit_fg_weight)
+    save_tensors({"latents": torch.cat(latents), "subject": torch.cat(subjects)}, path)
     return path
 
 
@@ -282,17 +308,27 @@ class LatentBank(DataSource):
 
     cacheable = False
 
-    def __init__(self, work: str, caption_dropout: float):
-        self.latents = load_tensors(os.path.join(work, "bank.safetensors"))["latents"]
+    def __init__(self, work: str, caption_dropout: float, fg_weight: float = 0.0):
+        tensors = load_tensors(os.path.join(work, "bank.safetensors"))
+        self.latents = tensors["latents"]
         with open(os.path.join(work, "bank.json"), encoding="utf-8") as fh:
             self.captions = json.load(fh)["captions"]
         self.caption_dropout = caption_dropout
+        self.fg_weight = fg_weight
+        self.subject = tensors.get("subject")
+        if fg_weight > 0 and self.subject is None:
+            raise ConfigError(f"dit_fg_weight={fg_weight} needs subject masks in the latent bank; {work}/bank.safetensors has none (delete it to rebuild)")
+
+    def _weight(self, i: int) -> torch.Tensor | None:
+        if self.fg_weight <= 0:
+            return None
+        return 1.0 + self.fg_weight * self.subject[i].float()
 
     def draw(self, kind: str, generator: torch.Generator, n: int) -> list[Sample]:
         idx = torch.randint(len(self.captions), (n,), generator=generator)
         drop = torch.rand(n, generator=generator) < self.caption_dropout
         return [
-            Sample(None, "" if d else self.captions[int(i)], "video", "bank", latents=self.latents[int(i)])
+            Sample(None, "" if d else self.captions[int(i)], "video", "bank", latents=self.latents[int(i)], loss_weight=self._weight(int(i)))
             for i, d in zip(idx, drop)
         ]
 
@@ -337,7 +373,7 @@ def train_dit(cfg: ToyModelConfig, work: str, pipeline: str, device: str = "cpu"
         timestep_distribution="logit_normal", warmup_steps=cfg.dit_warmup, lr_schedule="cosine", checkpoint_every=cfg.checkpoint_every,
         keep_checkpoints=2, progress=progress, max_grad_norm=1.0,
     )
-    Trainer(spec, recipe, LatentBank(work, cfg.caption_dropout), tc, {"size": [NUM_FRAMES, HEIGHT, WIDTH]}).train()
+    Trainer(spec, recipe, LatentBank(work, cfg.caption_dropout, cfg.dit_fg_weight), tc, {"size": [NUM_FRAMES, HEIGHT, WIDTH]}).train()
     return spec
 
 

@@ -139,8 +139,15 @@ class Trainer:
         self.world = self.accelerator.num_processes
 
     # ------------------------------------------------------------------ data
-    def _draw(self, kind: str, gen: torch.Generator) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def _draw(self, kind: str, gen: torch.Generator) -> tuple[torch.Tensor, dict[str, torch.Tensor], torch.Tensor | None]:
         samples: list[Sample] = self.data.draw(kind, gen, self.config.batch_size)
+        weight = None
+        if any(s.loss_weight is not None for s in samples):
+            shapes = {tuple(s.loss_weight.shape) for s in samples if s.loss_weight is not None}
+            if len(shapes) != 1:
+                raise ConfigError(f"samples of one batch have loss weights of different shapes: {sorted(shapes)}")
+            ones = torch.ones(shapes.pop())
+            weight = torch.stack([ones if s.loss_weight is None else s.loss_weight.float() for s in samples]).to(self.spec.device)
         if all(s.latents is not None for s in samples):
             x0 = torch.stack([s.latents.float() for s in samples])
         elif getattr(self.data, "cacheable", False):
@@ -151,7 +158,7 @@ class Trainer:
                 x0 = self.spec.encode_video(pixels).float()
         conds = [self.cache.prompt(s.caption) for s in samples]
         cond = {k: torch.cat([c[k] for c in conds]).to(self.spec.device) for k in conds[0]}
-        return x0.to(self.spec.device), cond
+        return x0.to(self.spec.device), cond, weight
 
     # ------------------------------------------------------------------ one step
     def _lr_factor(self, step: int) -> float:
@@ -174,7 +181,7 @@ class Trainer:
             torch.manual_seed(seed)  # dropout and any other global-RNG use inside the model
             kind = self.recipe.batch_kind(step, gen)
             self.recipe.on_step_start(step, kind)
-            x0, cond = self._draw(kind, gen)
+            x0, cond, weight = self._draw(kind, gen)
             noise = torch.randn(x0.shape, generator=gen).to(x0)
             t = self.schedule.sample_timesteps(
                 x0.shape[0], gen, cfg.timestep_distribution, self.recipe.train_range, cfg.logit_mean, cfg.logit_std, device=x0.device
@@ -183,7 +190,7 @@ class Trainer:
             target = self.schedule.target(x0, noise, t)
             with self.accelerator.autocast():
                 pred = self.spec.predict(x_t, t, cond)
-            ctx = LossContext(self.spec, kind, x0, noise, x_t, t, cond, pred.float(), target.float(), step, {"generator": gen})
+            ctx = LossContext(self.spec, kind, x0, noise, x_t, t, cond, pred.float(), target.float(), step, {"generator": gen}, weight)
             terms = self.recipe.losses(ctx)
             loss = sum(terms.values()) / cfg.gradient_accumulation_steps
             self.accelerator.backward(loss)
