@@ -107,7 +107,7 @@ def test_latent_grid_mask_follows_the_causal_frame_layout():
     assert {tuple(i) for i in grid[0].nonzero().tolist()} == {(0, 0, 0), (1, 2, 4), (8, 15, 15)}
 
 
-def test_subject_weight_needs_masks_in_the_bank(tmp_path):
+def test_subject_weight_needs_masks_in_the_bank(tmp_path, capsys):
     from motiontune.errors import ConfigError
     from motiontune.utils.files import save_tensors
 
@@ -120,3 +120,11 @@ def test_subject_weight_needs_masks_in_the_bank(tmp_path):
         assert "subject masks" in str(err)
     else:
         raise AssertionError("a bank without masks was accepted for a subject-weighted loss")
+    # from the command line: a one-line error and exit code 2, the old bank kept
+    work = tmp_path / "work"
+    assert run(work, "--stage", "bank") == 0
+    save_tensors({"latents": torch.zeros(8, 4, 9, 16, 16)}, str(work / "bank.safetensors"))  # an older bank, without masks
+    capsys.readouterr()
+    assert run(work, "--set", "dit_fg_weight=3") == 2
+    assert "needs subject masks" in capsys.readouterr().err
+    assert (work / "bank.safetensors").is_file()

@@ -24,6 +24,7 @@ import itertools
 import json
 import os
 import shutil
+import sys
 import time
 from dataclasses import asdict, dataclass
 
@@ -483,18 +484,22 @@ def main(argv: list[str] | None = None) -> int:
             print(f"note: settings differ from the saved run in {changed}; later stages use the new values")
     atomic_write_text(saved, json.dumps(asdict(cfg), indent=1))
     began = time.time()
-    vae = train_vae(cfg, args.work_dir, args.device)
-    if args.stage == "vae":
-        return 0
-    build_bank(cfg, args.work_dir, vae, args.device)
-    if args.stage == "bank":
-        return 0
-    pipeline = assemble_pipeline(cfg, args.work_dir, vae)
-    if args.stage in ("all", "dit"):
-        train_dit(cfg, args.work_dir, pipeline, args.device)
-    if args.export and args.stage in ("all", "export"):
-        export(cfg, args.work_dir, args.export)
-        print(f"toy model written to {args.export}")
+    try:
+        vae = train_vae(cfg, args.work_dir, args.device)
+        if args.stage == "vae":
+            return 0
+        build_bank(cfg, args.work_dir, vae, args.device)
+        if args.stage == "bank":
+            return 0
+        pipeline = assemble_pipeline(cfg, args.work_dir, vae)
+        if args.stage in ("all", "dit"):
+            train_dit(cfg, args.work_dir, pipeline, args.device)
+        if args.export and args.stage in ("all", "export"):
+            export(cfg, args.work_dir, args.export)
+            print(f"toy model written to {args.export}")
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     print(f"done in {time.time() - began:.0f}s")
     return 0
 
