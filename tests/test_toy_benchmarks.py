@@ -94,3 +94,53 @@ def test_toy_quality_script_on_tiny_toy(tiny_toy, tmp_path, results_doc):
         assert data["ground_truth_renders"][key] == 1.0
         assert 0.0 <= data["generated"][key] <= 1.0
     assert "## Toy model quality" in results_doc.read_text()
+
+
+def test_partial_noise_script_on_tiny_toy(tiny_toy, tmp_path, results_doc):
+    script = load_script("toy_partial_noise")
+    grid = script.sigma_grid(4, 2.0)
+    # the sampler's grid: from 1 to 0, warped by the shift
+    assert grid[0] == 1.0 and grid[-1] == 0.0 and abs(grid[2] - 2 * 0.5 / 1.5) < 1e-12
+    out = tmp_path / "p.json"
+    assert script.main(["--model", tiny_toy, "--limit", "2", "--steps", "2", "--levels", "0.5,1",
+                        "--output-json", str(out), "--append-results", str(results_doc)]) == 0
+    data = json.loads(out.read_text())
+    assert sorted(data["levels"]) == ["0.5", "1"] and data["prompts"] == 2
+    for row in data["levels"].values():
+        assert 0.0 <= row["color"] <= 1.0 and 0.0 <= row["motion_direction"] <= 1.0
+    text = results_doc.read_text()
+    assert "## Toy model from partial noise" in text and "kept" in text and "| 0.5 |" in text
+    with pytest.raises(SystemExit):
+        script.main(["--model", tiny_toy, "--levels", "0,1"])
+    with pytest.raises(SystemExit):
+        script.main(["--model", tiny_toy, "--levels", "high"])
+
+
+def test_partial_noise_euler_follows_the_straight_flow_to_the_clip(tiny_toy):
+    """With the exact velocity (eps - x0) of the straight path, the Euler steps land on x0 from any level."""
+    import torch
+
+    from motiontune.backbones import load_backbone
+
+    script = load_script("toy_partial_noise")
+    spec = load_backbone(tiny_toy, family="wan")
+    shape = spec.latent_shape(17, 32, 32, batch=1)
+    x0 = torch.randn(shape, generator=torch.Generator().manual_seed(5))
+    eps = torch.randn(shape, generator=torch.Generator().manual_seed(7))
+    calls = []
+
+    def exact(x, t, cond, **kw):
+        calls.append(float(t[0]))
+        return torch.cat([eps - x0] * (x.shape[0] // x0.shape[0]))
+
+    spec.predict = exact
+    cond = spec.encode_prompt(["a red circle moves left on a black background"])
+    uncond = spec.encode_prompt([""])
+    for level, steps_run in ((1.0, 4), (0.8, 2), (0.0, 0)):
+        calls.clear()
+        z = script.denoise_from(spec, x0, cond, uncond, level, 4, 2.0, 3.0, 7)
+        assert torch.allclose(z, x0, atol=1e-5) and len(calls) == steps_run
+    # the start is the first grid level at or below the asked one: 0.8 starts at 2 * 0.5 / 1.5
+    calls.clear()
+    script.denoise_from(spec, x0, cond, uncond, 0.8, 4, 2.0, 3.0, 7)
+    assert abs(calls[0] - 1000 * 2 * 0.5 / 1.5) < 1e-3

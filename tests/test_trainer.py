@@ -213,3 +213,50 @@ def test_per_sample_loss_weights(tiny_model_dir, tmp_path):
     spot = ones.clone()
     spot[:, 0] = 10.0  # the first latent frame counts ten times
     assert step_loss(spot) != pytest.approx(plain, rel=1e-3)
+
+
+def test_flow_shift_warps_training_noise_levels_as_the_closed_form():
+    sched = FlowMatchSchedule(shift=3.0)
+    gen = torch.Generator().manual_seed(0)
+    t = sched.sample_timesteps(4000, torch.Generator().manual_seed(0), "uniform")
+    u = torch.rand(4000, generator=gen, dtype=torch.float64)
+    assert torch.allclose(t, (1000 * 3 * u / (1 + 2 * u)).float())
+    # a third of the draws above sigma 0.8 at shift 2 (u > 2/3), against 8% for logit-normal(0, 1)
+    s2 = FlowMatchSchedule(shift=2.0).sample_timesteps(20000, torch.Generator().manual_seed(1), "uniform") / 1000
+    ln = FlowMatchSchedule().sample_timesteps(20000, torch.Generator().manual_seed(1), "logit_normal") / 1000
+    assert abs(float((s2 > 0.8).double().mean()) - 1 / 3) < 0.015
+    assert abs(float((ln > 0.8).double().mean()) - 0.0828) < 0.01
+
+
+def test_timestep_phases_switch_distribution_and_shift(tiny_model_dir, tmp_path):
+    cfg = TrainConfig(timestep_distribution="logit_normal", logit_std=0.5,
+                      timestep_phases=[{"from_step": 3, "distribution": "uniform", "shift": 3.0}])
+    assert cfg.timestep_settings(2) == {"distribution": "logit_normal", "shift": 1.0, "logit_mean": 0.0, "logit_std": 0.5}
+    assert cfg.timestep_settings(3) == {"distribution": "uniform", "shift": 3.0, "logit_mean": 0.0, "logit_std": 0.5}
+    seen = []
+    spec = load_backbone(tiny_model_dir("wan"))
+    orig = spec.schedule.sample_timesteps
+
+    def spy(batch, generator=None, distribution="uniform", trange=None, logit_mean=0.0, logit_std=1.0, device="cpu"):
+        seen.append((distribution, spec.schedule.shift, logit_std))
+        return orig(batch, generator, distribution, trange, logit_mean, logit_std, device)
+
+    spec.schedule.sample_timesteps = spy
+    recipe = make_recipe("lora", rank=2, attention=("joint",))
+    cfg = TrainConfig(output_dir=str(tmp_path), steps=5, progress=False, checkpoint_every=0, timestep_distribution="logit_normal",
+                      logit_std=0.5, timestep_phases=[{"from_step": 3, "distribution": "uniform", "shift": 3.0}])
+    Trainer(spec, recipe, TrainingData([Sample(VIDEO, "x")]), cfg).train()
+    assert seen == [("logit_normal", 1.0, 0.5)] * 3 + [("uniform", 3.0, 0.5)] * 2
+
+
+@pytest.mark.parametrize("phases, match", [
+    ([{"distribution": "uniform"}], "from_step"),
+    ([{"from_step": 0}], "from_step must be an integer above"),
+    ([{"from_step": 5}, {"from_step": 5}], "from_step must be an integer above"),
+    ([{"from_step": 5, "distribution": "beta"}], "distribution must be"),
+    ([{"from_step": 5, "shift": 0}], "shift must be > 0"),
+    ([{"from_step": 5, "sigma": 1}], "expected a mapping"),
+])
+def test_bad_timestep_phases(phases, match):
+    with pytest.raises(ConfigError, match=match):
+        TrainConfig(timestep_phases=phases)

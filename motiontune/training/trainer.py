@@ -52,6 +52,9 @@ class TrainConfig:
     logit_std: float = 1.0
     #: flow-matching only: shift applied to training noise levels
     train_shift: float = 1.0
+    #: later phases of the timestep sampling, each ``{"from_step": N, "distribution": ..., "shift": ...}``
+    #: (``logit_mean``/``logit_std`` optional): from step N on, those settings replace the ones above
+    timestep_phases: list[dict] = field(default_factory=list)
     warmup_steps: int = 0
     #: learning rate after warm-up: "constant", or "cosine" (half a cosine down to min_lr_ratio x the rate at the last step)
     lr_schedule: str = "constant"
@@ -82,6 +85,29 @@ class TrainConfig:
             raise ConfigError(f"lr_schedule must be constant or cosine (got {self.lr_schedule!r})")
         if not 0.0 <= self.min_lr_ratio <= 1.0:
             raise ConfigError(f"min_lr_ratio must lie in [0, 1] (got {self.min_lr_ratio})")
+        if self.train_shift <= 0:
+            raise ConfigError(f"train_shift must be > 0 (got {self.train_shift})")
+        known = {"from_step", "distribution", "shift", "logit_mean", "logit_std"}
+        previous = 0
+        for phase in self.timestep_phases:
+            if not isinstance(phase, dict) or "from_step" not in phase or set(phase) - known:
+                raise ConfigError(f"timestep phase {phase!r}: expected a mapping with from_step and any of {sorted(known - {'from_step'})}")
+            if not isinstance(phase["from_step"], int) or phase["from_step"] <= previous:
+                raise ConfigError(f"timestep phase {phase!r}: from_step must be an integer above the previous phase's ({previous})")
+            if phase.get("distribution", "uniform") not in ("uniform", "logit_normal"):
+                raise ConfigError(f"timestep phase {phase!r}: distribution must be uniform or logit_normal")
+            if float(phase.get("shift", 1.0)) <= 0:
+                raise ConfigError(f"timestep phase {phase!r}: shift must be > 0")
+            previous = phase["from_step"]
+
+    def timestep_settings(self, step: int) -> dict[str, Any]:
+        """The timestep sampling at ``step``: distribution, shift, logit mean and std (the last phase started)."""
+        out = {"distribution": self.timestep_distribution, "shift": self.train_shift,
+               "logit_mean": self.logit_mean, "logit_std": self.logit_std}
+        for phase in self.timestep_phases:
+            if step >= phase["from_step"]:
+                out.update({k: v for k, v in phase.items() if k != "from_step"})
+        return out
 
 
 @dataclass
@@ -183,8 +209,11 @@ class Trainer:
             self.recipe.on_step_start(step, kind)
             x0, cond, weight = self._draw(kind, gen)
             noise = torch.randn(x0.shape, generator=gen).to(x0)
+            ts = cfg.timestep_settings(step)
+            if hasattr(self.schedule, "shift"):
+                self.schedule.shift = float(ts["shift"])
             t = self.schedule.sample_timesteps(
-                x0.shape[0], gen, cfg.timestep_distribution, self.recipe.train_range, cfg.logit_mean, cfg.logit_std, device=x0.device
+                x0.shape[0], gen, ts["distribution"], self.recipe.train_range, ts["logit_mean"], ts["logit_std"], device=x0.device
             )
             x_t = self.schedule.add_noise(x0, noise, t)
             target = self.schedule.target(x0, noise, t)
