@@ -20,3 +20,23 @@ def replace_section(path: str, heading: str, body: str) -> None:
     with open(tmp, "w", encoding="utf-8") as fh:
         fh.write(new)
     os.replace(tmp, path)
+
+
+def upsert_row(path: str, heading: str, intro: str, header: list[str], row: list[str]) -> None:
+    """Keep a Markdown table under ``heading`` with one row per first cell: ``row`` replaces the row
+    with the same first cell (or is added), rows are sorted by their first cell, ``intro`` is
+    rewritten above the table."""
+    rows: dict[str, str] = {}
+    if os.path.isfile(path):
+        lines = open(path, encoding="utf-8").read().splitlines()
+        start = next((i for i, line in enumerate(lines) if line.strip() == heading), None)
+        if start is not None:
+            for line in lines[start + 1:]:
+                if line.startswith("## "):
+                    break
+                cells = [c.strip() for c in line.strip().strip("|").split("|")]
+                if line.startswith("|") and cells[0] not in (header[0], "") and not set(cells[0]) <= set("-"):
+                    rows[cells[0]] = line.strip()
+    rows[row[0]] = "| " + " | ".join(row) + " |"
+    table = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)] + [rows[k] for k in sorted(rows)]
+    replace_section(path, heading, intro.rstrip() + "\n\n" + "\n".join(table) + "\n")

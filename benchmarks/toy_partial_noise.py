@@ -28,6 +28,7 @@ from motiontune.data.video_io import to_uint8_frames
 from motiontune.errors import ConfigError
 from motiontune.toyworld.demo import toy_model_path
 from motiontune.toyworld.render import render, video_to_tensor
+from motiontune.toyworld.training import load_dit_checkpoint
 from motiontune.toyworld.world import CaptionFields, caption, sample_scene
 
 sys.path.insert(0, os.path.dirname(__file__))
@@ -86,15 +87,7 @@ def main(argv: list[str] | None = None) -> int:
         combos = json.load(fh)["heldin_combinations"][: args.limit]
     spec = load_backbone(folder, family="wan")
     if args.weights:
-        from motiontune.recipes import make_recipe
-        from motiontune.utils.files import load_tensors
-
-        recipe = make_recipe("full", attention=("all",))
-        recipe.apply(spec)
-        try:
-            recipe.load_state_dict(load_tensors(os.path.join(args.weights, "adapter.safetensors")))
-        except (KeyError, RuntimeError) as exc:
-            raise ConfigError(f"{args.weights}: not a full-recipe checkpoint of this model ({exc})") from None
+        load_dit_checkpoint(spec, args.weights)
     spec.denoiser.eval()
     shift = args.shift if args.shift is not None else float(spec.fresh_scheduler().config.get("flow_shift", 1.0))
     guidance = args.guidance if args.guidance is not None else spec.default_guidance

@@ -28,10 +28,11 @@ from motiontune.toyworld.demo import toy_model_path
 from motiontune.toyworld.metrics import as_analysis
 from motiontune.toyworld.motions import HELDOUT_MOTIONS, MOTIONS
 from motiontune.toyworld.render import render
+from motiontune.toyworld.training import load_dit_checkpoint
 from motiontune.toyworld.world import CaptionFields, caption, sample_scene
 
 sys.path.insert(0, os.path.dirname(__file__))
-from results_doc import replace_section  # noqa: E402
+from results_doc import replace_section, upsert_row  # noqa: E402
 
 
 def score(videos: list[np.ndarray], fields: list[CaptionFields]) -> dict[str, float]:
@@ -51,6 +52,8 @@ def score(videos: list[np.ndarray], fields: list[CaptionFields]) -> dict[str, fl
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--model", default=None, help="toy model folder (default: the packaged one)")
+    p.add_argument("--weights", default=None, help="a transformer checkpoint of the toy training (WORK/dit/checkpoints/step-N) to load")
+    p.add_argument("--threads", type=int, default=None)
     p.add_argument("--steps", type=int, default=None)
     p.add_argument("--guidance", type=float, default=None)
     p.add_argument("--limit", type=int, default=None, help="only the first N prompts")
@@ -64,7 +67,11 @@ def main(argv: list[str] | None = None) -> int:
     combos = combos[: args.limit] if args.limit else combos
     fields = [CaptionFields(c, s, m, b) for c, s, m, b in combos]
     prompts = [caption(f) for f in fields]
+    if args.threads:
+        torch.set_num_threads(args.threads)
     spec = load_backbone(folder, family="wan")
+    if args.weights:
+        load_dit_checkpoint(spec, args.weights)
     cfg = SamplingConfig(num_inference_steps=args.steps, guidance_scale=args.guidance, seed=args.seed, batch_size=8)
     t0 = time.time()
     videos = generate(spec, prompts, config=cfg, progress=True)
@@ -75,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
              for f in fields]
     model_scores, truth_scores = score(generated, fields), score(truth, fields)
     rc = SamplingConfig(num_inference_steps=args.steps, guidance_scale=args.guidance).resolved(spec)
-    result = {"prompts": len(prompts), "generated": model_scores, "ground_truth_renders": truth_scores,
+    result = {"prompts": len(prompts), "weights": args.weights, "generated": model_scores, "ground_truth_renders": truth_scores,
               "sampling": {"steps": rc.num_inference_steps, "guidance": rc.guidance_scale}, "seconds": seconds}
     print(json.dumps(result, indent=1))
     if args.output_json:
@@ -94,7 +101,25 @@ def main(argv: list[str] | None = None) -> int:
             f"and motion direction; held-out motions should not appear.\n\n"
             f"| oracle reading | generated | ground-truth renders |\n|---|---|---|\n{rows}\n"
         )
-        replace_section(args.append_results, "## Toy model quality", body)
+        if args.weights:
+            # a training checkpoint: one row of the by-step table, keyed by its step
+            name = os.path.basename(os.path.normpath(args.weights))
+            step = name.rsplit("step-", 1)[-1]
+            intro = (
+                "Training checkpoints of the toy transformer read the same way as the packaged model above, one row "
+                "per checkpoint (`python benchmarks/toy_quality.py --model WORK/pipeline --weights "
+                "WORK/dit/checkpoints/step-N --append-results docs/RESULTS.md`; the rows keep their own prompt counts "
+                "and sampling settings)."
+            )
+            header = ["step", "prompts", "steps / guidance", "colour", "shape", "background", "motion direction",
+                      "held-out motion appears", "date"]
+            g = model_scores
+            upsert_row(args.append_results, "## Toy model quality by training step", intro, header, [
+                step, str(len(prompts)), f"{rc.num_inference_steps} / {rc.guidance_scale:g}", f"{g['color']:.3f}", f"{g['shape']:.3f}",
+                f"{g['background']:.3f}", f"{g['motion_direction']:.3f}", f"{g['heldout_motion_appears']:.3f}", time.strftime("%Y-%m-%d"),
+            ])
+        else:
+            replace_section(args.append_results, "## Toy model quality", body)
     return 0
 
 

@@ -391,6 +391,21 @@ def train_dit(cfg: ToyModelConfig, work: str, pipeline: str, device: str = "cpu"
     return spec
 
 
+def load_dit_checkpoint(spec, checkpoint: str) -> None:
+    """Load the transformer weights of a ``dit`` stage checkpoint (``WORK/dit/checkpoints/step-N``, the
+    trainer's ``adapter.safetensors`` of the ``full`` recipe) into a loaded toy-model ``spec``."""
+    from motiontune.recipes import make_recipe
+    from motiontune.utils.files import load_tensors
+
+    recipe = make_recipe("full", attention=("all",))
+    recipe.apply(spec)
+    try:
+        recipe.load_state_dict(load_tensors(os.path.join(checkpoint, "adapter.safetensors")))
+    except (ConfigError, KeyError, RuntimeError) as exc:
+        raise ConfigError(f"{checkpoint}: not a transformer checkpoint of this model ({str(exc).splitlines()[0]})") from None
+    spec.denoiser.eval()
+
+
 # ---------------------------------------------------------------------------- stage 4: export
 
 
