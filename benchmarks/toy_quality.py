@@ -88,7 +88,24 @@ def main(argv: list[str] | None = None) -> int:
     if args.output_json:
         with open(args.output_json, "w", encoding="utf-8") as fh:
             json.dump(result, fh, indent=1)
-    if args.append_results:
+    if args.append_results and args.weights:
+        # a training checkpoint: one row of the by-step table, keyed by its step
+        name = os.path.basename(os.path.normpath(args.weights))
+        step = name.rsplit("step-", 1)[-1]
+        intro = (
+            "Training checkpoints of the toy transformer read the same way as the packaged model above, one row "
+            "per checkpoint (`python benchmarks/toy_quality.py --model WORK/pipeline --weights "
+            "WORK/dit/checkpoints/step-N --append-results docs/RESULTS.md`; the rows keep their own prompt counts "
+            "and sampling settings)."
+        )
+        header = ["step", "prompts", "steps / guidance", "colour", "shape", "background", "motion direction",
+                  "held-out motion appears", "date"]
+        g = model_scores
+        upsert_row(args.append_results, "## Toy model quality by training step", intro, header, [
+            step, str(len(prompts)), f"{rc.num_inference_steps} / {rc.guidance_scale:g}", f"{g['color']:.3f}", f"{g['shape']:.3f}",
+            f"{g['background']:.3f}", f"{g['motion_direction']:.3f}", f"{g['heldout_motion_appears']:.3f}", time.strftime("%Y-%m-%d"),
+        ])
+    elif args.append_results:
         cmd = "python benchmarks/toy_quality.py " + " ".join(argv if argv is not None else sys.argv[1:])
         rows = "\n".join(
             f"| {k.replace('_', ' ')} | {model_scores[k]:.3f} | {truth_scores[k]:.3f} |" for k in model_scores
@@ -101,25 +118,7 @@ def main(argv: list[str] | None = None) -> int:
             f"and motion direction; held-out motions should not appear.\n\n"
             f"| oracle reading | generated | ground-truth renders |\n|---|---|---|\n{rows}\n"
         )
-        if args.weights:
-            # a training checkpoint: one row of the by-step table, keyed by its step
-            name = os.path.basename(os.path.normpath(args.weights))
-            step = name.rsplit("step-", 1)[-1]
-            intro = (
-                "Training checkpoints of the toy transformer read the same way as the packaged model above, one row "
-                "per checkpoint (`python benchmarks/toy_quality.py --model WORK/pipeline --weights "
-                "WORK/dit/checkpoints/step-N --append-results docs/RESULTS.md`; the rows keep their own prompt counts "
-                "and sampling settings)."
-            )
-            header = ["step", "prompts", "steps / guidance", "colour", "shape", "background", "motion direction",
-                      "held-out motion appears", "date"]
-            g = model_scores
-            upsert_row(args.append_results, "## Toy model quality by training step", intro, header, [
-                step, str(len(prompts)), f"{rc.num_inference_steps} / {rc.guidance_scale:g}", f"{g['color']:.3f}", f"{g['shape']:.3f}",
-                f"{g['background']:.3f}", f"{g['motion_direction']:.3f}", f"{g['heldout_motion_appears']:.3f}", time.strftime("%Y-%m-%d"),
-            ])
-        else:
-            replace_section(args.append_results, "## Toy model quality", body)
+        replace_section(args.append_results, "## Toy model quality", body)
     return 0
 
 
