@@ -92,17 +92,21 @@ def main(argv: list[str] | None = None) -> int:
         # a training checkpoint: one row of the by-step table, keyed by its step
         name = os.path.basename(os.path.normpath(args.weights))
         step = name.rsplit("step-", 1)[-1]
+        # keyed by the transformer's patch as well, so that runs of different designs keep their own rows
+        patch = "x".join(str(int(v)) for v in spec.denoiser.config.patch_size)
         intro = (
             "Training checkpoints of the toy transformer read the same way as the packaged model above, one row "
             "per checkpoint (`python benchmarks/toy_quality.py --model WORK/pipeline --weights "
             "WORK/dit/checkpoints/step-N --append-results docs/RESULTS.md`; the rows keep their own prompt counts "
-            "and sampling settings)."
+            "and sampling settings; the first cell is the transformer's patch and the step). Patch 1x4x4 is the first "
+            "model (batch 32, logit-normal noise levels to step 4,000), patch 1x2x2 the present design (docs/toyworld.md, "
+            "\"Training\")."
         )
-        header = ["step", "prompts", "steps / guidance", "colour", "shape", "background", "motion direction",
+        header = ["patch / step", "prompts", "steps / guidance", "colour", "shape", "background", "motion direction",
                   "held-out motion appears", "date"]
         g = model_scores
         upsert_row(args.append_results, "## Toy model quality by training step", intro, header, [
-            step, str(len(prompts)), f"{rc.num_inference_steps} / {rc.guidance_scale:g}", f"{g['color']:.3f}", f"{g['shape']:.3f}",
+            f"{patch} / {step}", str(len(prompts)), f"{rc.num_inference_steps} / {rc.guidance_scale:g}", f"{g['color']:.3f}", f"{g['shape']:.3f}",
             f"{g['background']:.3f}", f"{g['motion_direction']:.3f}", f"{g['heldout_motion_appears']:.3f}", time.strftime("%Y-%m-%d"),
         ])
     elif args.append_results:

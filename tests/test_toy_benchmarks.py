@@ -172,8 +172,9 @@ def test_toy_quality_of_training_checkpoints_fills_a_table_by_step(tiny_toy, tmp
                              "--append-results", str(results_doc)]) == 0
     text = results_doc.read_text()
     section = text[text.index("## Toy model quality by training step"):]
-    rows = [line for line in section.splitlines() if line.startswith("| 000")]
-    assert [r.split("|")[1].strip() for r in rows] == ["000200", "000400"]  # one row per step, sorted
+    patch = "x".join(str(v) for v in spec.denoiser.config.patch_size)
+    rows = [line for line in section.splitlines() if line.startswith(f"| {patch} / ")]
+    assert [r.split("|")[1].strip() for r in rows] == [f"{patch} / 000200", f"{patch} / 000400"]  # one row per step, sorted
     assert "kept" in text
     # the same weights loaded through the helper reproduce the model exactly; a foreign file is refused
     spec2 = load_backbone(tiny_toy, family="wan")
