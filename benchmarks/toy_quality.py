@@ -49,6 +49,17 @@ def score(videos: list[np.ndarray], fields: list[CaptionFields]) -> dict[str, fl
     return {k: float(np.mean(v)) for k, v in hits.items()}
 
 
+def confusion(videos: list[np.ndarray], fields: list[CaptionFields]) -> dict[str, dict[str, dict[str, int]]]:
+    """For shape and motion: prompt value -> {what the oracle read: count} ("none" where nothing was found)."""
+    table: dict[str, dict[str, dict[str, int]]] = {"shape": {}, "motion": {}}
+    for video, f in zip(videos, fields):
+        a = as_analysis(video)
+        for key, asked, read in (("shape", f.shape, a.shape), ("motion", f.motion, a.motion)):
+            row = table[key].setdefault(asked, {})
+            row[str(read) if read else "none"] = row.get(str(read) if read else "none", 0) + 1
+    return table
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--model", default=None, help="toy model folder (default: the packaged one)")
@@ -83,7 +94,8 @@ def main(argv: list[str] | None = None) -> int:
     model_scores, truth_scores = score(generated, fields), score(truth, fields)
     rc = SamplingConfig(num_inference_steps=args.steps, guidance_scale=args.guidance).resolved(spec)
     result = {"prompts": len(prompts), "weights": args.weights, "generated": model_scores, "ground_truth_renders": truth_scores,
-              "sampling": {"steps": rc.num_inference_steps, "guidance": rc.guidance_scale}, "seconds": seconds}
+              "sampling": {"steps": rc.num_inference_steps, "guidance": rc.guidance_scale}, "seconds": seconds,
+              "confusion": confusion(generated, fields)}
     print(json.dumps(result, indent=1))
     if args.output_json:
         with open(args.output_json, "w", encoding="utf-8") as fh:

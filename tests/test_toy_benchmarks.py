@@ -94,6 +94,28 @@ def test_toy_quality_script_on_tiny_toy(tiny_toy, tmp_path, results_doc):
         assert data["ground_truth_renders"][key] == 1.0
         assert 0.0 <= data["generated"][key] <= 1.0
     assert "## Toy model quality" in results_doc.read_text()
+    # the confusion tables count every prompt once, and their diagonal is the accuracy
+    for key, acc in (("shape", "shape"), ("motion", "motion_direction")):
+        table = data["confusion"][key]
+        assert sum(sum(row.values()) for row in table.values()) == 2
+        assert sum(row.get(asked, 0) for asked, row in table.items()) / 2 == data["generated"][acc]
+
+
+def test_toy_quality_confusion_of_ground_truth_renders_is_diagonal():
+    import numpy as np
+
+    from motiontune.toyworld.render import render
+    from motiontune.toyworld.world import CaptionFields, sample_scene
+
+    quality = load_script("toy_quality")
+    fields = [CaptionFields("red", "circle", "left", "black"), CaptionFields("blue", "square", "up", "gray"),
+              CaptionFields("green", "triangle", "left", "navy")]
+    rng = np.random.default_rng(0)
+    videos = [render(sample_scene(rng, "base", motions=[f.motion], colors=[f.color], shapes=[f.shape],
+                                  backgrounds=[f.background])) for f in fields]
+    table = quality.confusion(videos, fields)
+    assert table["shape"] == {"circle": {"circle": 1}, "square": {"square": 1}, "triangle": {"triangle": 1}}
+    assert table["motion"] == {"left": {"left": 2}, "up": {"up": 1}}
 
 
 def test_partial_noise_script_on_tiny_toy(tiny_toy, tmp_path, results_doc):
