@@ -60,6 +60,16 @@ def confusion(videos: list[np.ndarray], fields: list[CaptionFields]) -> dict[str
     return table
 
 
+def confusion_lines(table: dict[str, dict[str, dict[str, int]]]) -> str:
+    """One Markdown bullet per asked value: ``- shape square: circle 17, diamond 1``."""
+    out = []
+    for key, rows in table.items():
+        for asked in sorted(rows):
+            reads = ", ".join(f"{read} {n}" for read, n in sorted(rows[asked].items(), key=lambda kv: (-kv[1], kv[0])))
+            out.append(f"- {key} {asked}: {reads}")
+    return "\n".join(out)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--model", default=None, help="toy model folder (default: the packaged one)")
@@ -132,7 +142,9 @@ def main(argv: list[str] | None = None) -> int:
             f"{len(prompts)} held-in prompts (seen factors, unseen combinations), {rc.num_inference_steps} sampling steps, "
             f"guidance {rc.guidance_scale}, generation took {seconds:.0f} s. Bar: at least 0.90 for colour, shape, background "
             f"and motion direction; held-out motions should not appear.\n\n"
-            f"| oracle reading | generated | ground-truth renders |\n|---|---|---|\n{rows}\n"
+            f"| oracle reading | generated | ground-truth renders |\n|---|---|---|\n{rows}\n\n"
+            f"What the oracle read, by the shape and motion the prompt asked for (generated clips):\n\n"
+            f"{confusion_lines(result['confusion'])}\n"
         )
         replace_section(args.append_results, "## Toy model quality", body)
     return 0

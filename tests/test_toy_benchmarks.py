@@ -116,6 +116,9 @@ def test_toy_quality_confusion_of_ground_truth_renders_is_diagonal():
     table = quality.confusion(videos, fields)
     assert table["shape"] == {"circle": {"circle": 1}, "square": {"square": 1}, "triangle": {"triangle": 1}}
     assert table["motion"] == {"left": {"left": 2}, "up": {"up": 1}}
+    assert quality.confusion_lines(table).splitlines() == [
+        "- shape circle: circle 1", "- shape square: square 1", "- shape triangle: triangle 1",
+        "- motion left: left 2", "- motion up: up 1"]
 
 
 def test_partial_noise_script_on_tiny_toy(tiny_toy, tmp_path, results_doc):
