@@ -260,3 +260,21 @@ def test_timestep_phases_switch_distribution_and_shift(tiny_model_dir, tmp_path)
 def test_bad_timestep_phases(phases, match):
     with pytest.raises(ConfigError, match=match):
         TrainConfig(timestep_phases=phases)
+
+
+def test_video_recipe_on_reference_images_alone_trains_on_image_batches(tiny_model_dir, tmp_path):
+    """A recipe whose steps ask for video batches (plain LoRA) trains on the images when only
+    reference images are given (appearance customization); with neither it is a config error."""
+    spec = load_backbone(tiny_model_dir("wan"))
+    recipe = make_recipe("lora", rank=4, alpha=4, attention=("joint",))
+    kinds = []
+    recipe.on_step_start = lambda step, kind: kinds.append(kind)
+    image = VIDEO[:, 0]
+    cfg = TrainConfig(output_dir=str(tmp_path / "img"), steps=3, progress=False, learning_rate=1e-3, checkpoint_every=0)
+    trainer = Trainer(spec, recipe, TrainingData(images=[Sample(image, "a photo of a red circle", "image")]), cfg)
+    before = {k: v.clone() for k, v in recipe.state_dict().items()}
+    result = trainer.train()
+    assert kinds == ["image"] * 3 and result.steps == 3
+    assert any(not torch.equal(before[k], v) for k, v in recipe.state_dict().items())
+    with pytest.raises(ConfigError, match="no training data"):
+        TrainingData()

@@ -161,6 +161,9 @@ class Trainer:
         self.schedule = spec.schedule
         if hasattr(self.schedule, "shift"):
             self.schedule.shift = config.train_shift
+        pool = getattr(data, "pool", None)
+        #: a recipe's video batches become image batches when only reference images were given
+        self._images_only = bool(pool and not pool("video") and pool("image"))
         self.rank = self.accelerator.process_index
         self.world = self.accelerator.num_processes
 
@@ -206,6 +209,8 @@ class Trainer:
             gen = torch.Generator().manual_seed(seed)
             torch.manual_seed(seed)  # dropout and any other global-RNG use inside the model
             kind = self.recipe.batch_kind(step, gen)
+            if kind == "video" and self._images_only:
+                kind = "image"  # appearance customization from reference images alone
             self.recipe.on_step_start(step, kind)
             x0, cond, weight = self._draw(kind, gen)
             noise = torch.randn(x0.shape, generator=gen).to(x0)
