@@ -1,6 +1,7 @@
 """Learned metrics on tiny random CLIP / DINO models saved to folders: known answers and skips."""
 
 import json
+from typing import List
 
 import numpy as np
 import pytest
@@ -12,9 +13,12 @@ from motiontune.evaluation.learned import (
     ClipEmbedder,
     DinoEmbedder,
     LearnedScorer,
+    RaftFlow,
     WeightSources,
     frechet_distance,
+    raft_dynamic_degree,
 )
+from motiontune.evaluation.metrics import dynamic_degree
 from motiontune.evaluation.registry import METRICS, compute_metrics
 
 WORDS = "a red blue circle square moves left right on black white background".split()
@@ -67,13 +71,14 @@ def static(frames=5, size=32):
 def test_registered_with_weights_they_need():
     for name, model in [("clip_t", "--clip"), ("clip_i", "--clip"), ("clip_temporal_consistency", "--clip"),
                         ("dino_i", "--dino"), ("dino_subject_consistency", "--dino"), ("pickscore", "--pickscore"),
-                        ("fvd", "--i3d")]:
+                        ("fvd", "--i3d"), ("raft_dynamic_degree", "--raft")]:
         info = METRICS[name]
         assert info.needs_weights and info.function is None and model in info.weights
     assert "openai/clip-vit-base-patch32" in METRICS["clip_t"].weights
     assert "facebook/dino-vits16" in METRICS["dino_i"].weights
     assert "yuvalkirstain/PickScore_v1" in METRICS["pickscore"].weights
-    assert "no offline package" in METRICS["raft_dynamic_degree"].weights
+    assert "--raft FILE" in METRICS["raft_dynamic_degree"].weights
+    assert METRICS["raft_dynamic_degree"].value_range == (0.0, 1.0)
 
 
 def test_missing_weights_are_skipped_and_the_rest_goes_on():
@@ -82,7 +87,7 @@ def test_missing_weights_are_skipped_and_the_rest_goes_on():
     assert results["clip_t"] == f"skipped: needs {METRICS['clip_t'].weights}"
     assert results["clip_t"].startswith("skipped: needs CLIP weights (--clip PATH_OR_ID")
     assert results["dino_subject_consistency"].startswith("skipped: needs DINO weights (--dino")
-    assert results["raft_dynamic_degree"].startswith("skipped: needs RAFT")
+    assert results["raft_dynamic_degree"].startswith("skipped: needs RAFT weights (--raft FILE")
     # the registry's own path gives the same message next to a computed weight-free metric
     mixed = compute_metrics(["clip_t", "temporal_flickering"], static())
     assert mixed == {"clip_t": results["clip_t"], "temporal_flickering": 1.0}
@@ -196,3 +201,166 @@ def test_eval_command_with_clip(clip_dir, tmp_path, capsys):
     assert scores["temporal_flickering"] == pytest.approx(1.0, abs=1e-3)
     assert scores["clip_i"] == pytest.approx(100.0, abs=0.05)  # static clip vs its own (lossy) frames
     assert scores["dino_i"].startswith("skipped: needs DINO weights")
+
+
+# ------------------------------------------------------------------------------ RAFT dynamic degree
+
+
+class ConstantFlow(torch.nn.Module):
+    """A fake torchvision RAFT: checks its inputs, returns [half flow, flow] of a constant (dx, dy) in its pixels."""
+
+    def __init__(self, dx: float, dy: float):
+        super().__init__()
+        self.dx = dx
+        self.dy = dy
+
+    def forward(self, image1: torch.Tensor, image2: torch.Tensor) -> List[torch.Tensor]:
+        if image1.shape != image2.shape or image1.dim() != 4 or image1.shape[1] != 3:
+            raise RuntimeError("frames must be two (N, 3, H, W) tensors of one shape")
+        if image1.shape[2] % 8 != 0 or image1.shape[3] % 8 != 0 or image1.shape[2] < 128 or image1.shape[3] < 128:
+            raise RuntimeError("H and W must be multiples of 8, at least 128")
+        if bool(image1.min() < -1.0) or bool(image1.max() > 1.0) or bool(image2.min() < -1.0) or bool(image2.max() > 1.0):
+            raise RuntimeError("frames must lie in [-1, 1]")
+        flow = torch.zeros(image1.shape[0], 2, image1.shape[2], image1.shape[3])
+        flow[:, 0] = self.dx
+        flow[:, 1] = self.dy
+        return [0.5 * flow, flow]
+
+
+class ZeroFlow(torch.nn.Module):
+    """A fake RAFT returning a plain tensor of zero flow."""
+
+    def forward(self, image1: torch.Tensor, image2: torch.Tensor) -> torch.Tensor:
+        return torch.zeros(image1.shape[0], 2, image1.shape[2], image1.shape[3])
+
+
+class Recorder(torch.nn.Module):
+    """A Python (not scripted) fake that keeps what it was called with."""
+
+    def __init__(self):
+        super().__init__()
+        self.calls = []
+
+    def forward(self, image1, image2):
+        self.calls.append((image1.clone(), image2.clone()))
+        return [torch.zeros(image1.shape[0], 2, *image1.shape[2:])]
+
+
+def save_scripted(module: torch.nn.Module, path) -> str:
+    torch.jit.script(module).save(str(path))
+    return str(path)
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:DeprecationWarning")
+def test_raft_dynamic_degree_known_answers(tmp_path):
+    # a 32x32 video goes to RAFT as 128x128, so its flow is a quarter of the model's in video pixels;
+    # VBench's threshold is 6 * 32 / 256 = 0.75 px, and 6 frames need round(4 * 6 / 16) = 2 moving pairs
+    fast = RaftFlow.load(save_scripted(ConstantFlow(6.0, 8.0), tmp_path / "fast.pt"))  # |flow| = 10 -> 2.5 px
+    slow = RaftFlow.load(save_scripted(ConstantFlow(0.6, 0.8), tmp_path / "slow.pt"))  # |flow| = 1 -> 0.25 px
+    zero = RaftFlow.load(save_scripted(ZeroFlow(), tmp_path / "zero.pt"))
+    video = moving()
+    result = raft_dynamic_degree(video, fast)
+    np.testing.assert_allclose(result.pair_magnitudes, 2.5, rtol=1e-6)
+    assert result.pair_magnitudes.shape == (5,)
+    assert result.threshold == pytest.approx(0.75) and result.required_pairs == 2
+    assert result.moving_pairs == 5 and result.is_dynamic and result.score == 1.0
+    low = raft_dynamic_degree(video, slow)
+    np.testing.assert_allclose(low.pair_magnitudes, 0.25, rtol=1e-6)
+    assert low.moving_pairs == 0 and low.score == 0.0
+    still = raft_dynamic_degree(static(), zero)
+    assert still.pair_magnitudes.shape == (4,) and (still.pair_magnitudes == 0).all() and still.score == 0.0
+    # the same thresholds as the OpenCV dynamic_degree, and its fps factor: 4 fps doubles the threshold
+    opencv = dynamic_degree(video)
+    assert (result.threshold, result.required_pairs) == (opencv.threshold, opencv.required_pairs)
+    at_4fps = raft_dynamic_degree(video, slow, fps=4.0)
+    assert at_4fps.threshold == pytest.approx(1.5)
+    with pytest.raises(InputError, match="at least 2 frames"):
+        raft_dynamic_degree(video[:1], fast)
+    with pytest.raises(ConfigError, match="fps must be positive"):
+        raft_dynamic_degree(video, fast, fps=0)
+
+
+def test_raft_inputs_are_multiples_of_8_in_minus_one_to_one():
+    recorder = Recorder()
+    raft = RaftFlow(recorder, batch_size=2)
+    assert raft.input_size(32, 50) == (128, 128)
+    assert raft.input_size(150, 203) == (152, 208)
+    assert raft.input_size(256, 136) == (256, 136)
+    video = moving(frames=5, size=32)
+    video[0, 24:32, :8] = 0  # black and white blocks: -1 and 1 after the (bilinear) resize
+    video[0, 24:32, 24:32] = 255
+    flows = list(raft.flows(video))
+    assert len(flows) == 4 and flows[0].shape == (128, 128, 2)
+    # 4 pairs in batches of 2: frame t is image1 and frame t + 1 image2 of pair t
+    assert [c[0].shape for c in recorder.calls] == [torch.Size([2, 3, 128, 128])] * 2
+    firsts = torch.cat([c[0] for c in recorder.calls])
+    seconds = torch.cat([c[1] for c in recorder.calls])
+    assert torch.equal(firsts[1:], seconds[:-1])
+    assert firsts.dtype == torch.float32
+    assert float(firsts.min()) == pytest.approx(-1.0) and float(firsts.max()) == pytest.approx(1.0)
+    assert -1.0 <= float(torch.cat([firsts, seconds]).min()) and float(torch.cat([firsts, seconds]).max()) <= 1.0
+    # an odd size: both sides padded up to multiples of 8 by resizing
+    recorder.calls.clear()
+    list(raft.flows(np.zeros((3, 150, 203, 3), np.uint8)))
+    assert recorder.calls[0][0].shape[2:] == (152, 208)
+
+
+def test_raft_anisotropic_resize_scales_each_axis_back():
+    class Fixed(torch.nn.Module):
+        def forward(self, image1, image2):
+            flow = torch.zeros(image1.shape[0], 2, *image1.shape[2:])
+            flow[:, 0], flow[:, 1] = 8.0, 4.0
+            return flow
+
+    raft = RaftFlow(Fixed())
+    # 64 x 32 frames go in as 128 x 128: dx is scaled by 32 / 128, dy by 64 / 128
+    flow = next(raft.flows(np.zeros((2, 64, 32, 3), np.uint8)))
+    np.testing.assert_allclose(flow[..., 0], 2.0)
+    np.testing.assert_allclose(flow[..., 1], 2.0)
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:DeprecationWarning")
+def test_raft_in_the_scorer(tmp_path):
+    scorer = LearnedScorer(WeightSources(raft=save_scripted(ConstantFlow(6.0, 8.0), tmp_path / "raft.pt")))
+    scorer.check(["raft_dynamic_degree"])
+    res = scorer.score(["raft_dynamic_degree", "clip_t"], moving(), prompt="a red square")
+    assert res["raft_dynamic_degree"] == 1.0
+    assert res["clip_t"].startswith("skipped: needs CLIP")
+
+
+def test_bad_raft_file_is_one_clear_error(tmp_path):
+    with pytest.raises(ConfigError, match="cannot load RAFT weights from") as missing:
+        RaftFlow.load(str(tmp_path / "nowhere.pt"))
+    assert "\n" not in str(missing.value)
+    junk = tmp_path / "junk.pt"
+    junk.write_text("not a TorchScript archive\n" * 3)
+    with pytest.raises(ConfigError, match="cannot load RAFT weights from") as bad:
+        LearnedScorer(WeightSources(raft=str(junk))).check(["raft_dynamic_degree"])
+    assert "\n" not in str(bad.value) and "junk.pt" in str(bad.value)
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:DeprecationWarning")
+def test_eval_command_with_raft(tmp_path, capsys):
+    from motiontune.cli import main
+    from motiontune.data.video_io import write_video
+
+    moving_path, static_path = tmp_path / "moving.mp4", tmp_path / "static.mp4"
+    write_video(moving(), moving_path)
+    write_video(static(6), static_path)
+    raft = save_scripted(ConstantFlow(6.0, 8.0), tmp_path / "raft.pt")
+    out = tmp_path / "scores.json"
+    rc = main(["eval", "--video", str(moving_path), "--metrics", "raft_dynamic_degree,temporal_flickering",
+               "--raft", raft, "--device", "cpu", "--json", str(out)])
+    assert rc == 0
+    assert "raft_dynamic_degree" in capsys.readouterr().out
+    data = json.loads(out.read_text())
+    assert data["videos"][0]["metrics"]["raft_dynamic_degree"] == 1.0
+    assert "raft_dynamic_degree" not in data["skipped"]
+    zero = save_scripted(ZeroFlow(), tmp_path / "zero.pt")
+    assert main(["eval", "--video", str(static_path), "--metrics", "raft_dynamic_degree", "--raft", zero,
+                 "--device", "cpu", "--json", str(out)]) == 0
+    assert json.loads(out.read_text())["videos"][0]["metrics"]["raft_dynamic_degree"] == 0.0
+    # without --raft: skipped, naming the option
+    assert main(["eval", "--video", str(static_path), "--metrics", "raft_dynamic_degree", "--json", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "raft_dynamic_degree: skipped: needs RAFT weights (--raft FILE" in printed

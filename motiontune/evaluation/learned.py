@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import inspect
 import logging
+import math
 import os
 import warnings
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any, Literal
 
@@ -26,7 +27,13 @@ import numpy as np
 import torch
 
 from motiontune.errors import ConfigError, InputError
-from motiontune.evaluation.metrics import as_uint8_video
+from motiontune.evaluation.metrics import (
+    DynamicDegree,
+    as_uint8_video,
+    dynamic_threshold,
+    judge_dynamics,
+    top_magnitude_mean,
+)
 from motiontune.evaluation.registry import METRICS, MetricInfo, MetricValue, register_metric
 
 #: The usual public weights of each model kind (documented; used only when given explicitly).
@@ -53,7 +60,8 @@ class WeightSources:
 
     ``pickscore_processor`` is the image processor and tokenizer of PickScore; when absent they
     are read from the ``pickscore`` folder if it holds them, else from
-    ``laion/CLIP-ViT-H-14-laion2B-s32B-b79K``. ``i3d`` is a TorchScript I3D file for FVD.
+    ``laion/CLIP-ViT-H-14-laion2B-s32B-b79K``. ``i3d`` is a TorchScript I3D file for FVD,
+    ``raft`` a TorchScript RAFT file (torchvision's, scripted) for ``raft_dynamic_degree``.
     """
 
     clip: str | None = None
@@ -61,6 +69,7 @@ class WeightSources:
     pickscore: str | None = None
     pickscore_processor: str | None = None
     i3d: str | None = None
+    raft: str | None = None
 
     @classmethod
     def from_settings(cls, settings: dict[str, Any]) -> WeightSources:
@@ -77,7 +86,7 @@ NEEDS: dict[str, str] = {
     "dino": f"DINO weights (--dino PATH_OR_ID, e.g. {DEFAULT_SOURCES['dino']})",
     "pickscore": f"PickScore weights (--pickscore PATH_OR_ID, e.g. {DEFAULT_SOURCES['pickscore']})",
     "i3d": "I3D weights (--i3d FILE, the TorchScript i3d_torchscript.pt of StyleGAN-V)",
-    "raft": "RAFT optical-flow weights (torchvision's raft_large), which no offline package provides",
+    "raft": "RAFT weights (--raft FILE, a TorchScript torchvision RAFT; see docs/metrics.md)",
 }
 
 
@@ -144,7 +153,7 @@ _INFOS = (
     ),
     MetricInfo(
         name="raft_dynamic_degree", function=None, kind="video", value_range=(0.0, 1.0), higher_is_better=True,
-        definition="VBench dynamic degree with RAFT flow (use dynamic_degree, OpenCV flow, instead).",
+        definition="VBench dynamic degree (the rule of dynamic_degree) on RAFT flow of consecutive frames: 1 dynamic, 0 not.",
         needs_weights=True, weights=NEEDS["raft"],
     ),
 )
@@ -436,6 +445,71 @@ def fvd(videos: Sequence[np.ndarray], references: Sequence[np.ndarray], i3d: I3D
 
 
 # ------------------------------------------------------------------------------------------
+# RAFT dynamic degree (needs a TorchScript RAFT)
+# ------------------------------------------------------------------------------------------
+
+
+class RaftFlow:
+    """A TorchScript RAFT optical-flow model (torchvision's ``raft_large`` / ``raft_small``, scripted).
+
+    Called as ``model(image1, image2)`` on float (N, 3, H, W) frames in [-1, 1], H and W
+    multiples of 8; returns the list of flow predictions (N, 2, H, W) in pixels, the last being
+    the final one (a plain tensor is accepted too). Frames are resized bilinearly, each side up
+    to the next multiple of 8 and at least ``min_size``; flow vectors are scaled back to the
+    video's pixels (the field keeps the resized resolution).
+    """
+
+    def __init__(self, module: torch.nn.Module, device: str = "cpu", min_size: int = 128, batch_size: int = 4) -> None:
+        self.module = module.eval().to(device)
+        self.device = device
+        self.min_size = min_size
+        self.batch_size = batch_size
+
+    @classmethod
+    def load(cls, path: str, device: str = "cpu") -> RaftFlow:
+        try:
+            with warnings.catch_warnings():  # TorchScript is deprecated, but it is the format RAFT is exported in
+                warnings.simplefilter("ignore", DeprecationWarning)
+                module = torch.jit.load(path, map_location=device)
+        except Exception as exc:  # noqa: BLE001
+            raise _load_error("RAFT", path, exc) from exc
+        return cls(module, device)
+
+    def input_size(self, height: int, width: int) -> tuple[int, int]:
+        """The (H, W) frames are resized to: each side up to the next multiple of 8, at least ``min_size``."""
+        return 8 * math.ceil(max(height, self.min_size) / 8), 8 * math.ceil(max(width, self.min_size) / 8)
+
+    @torch.no_grad()
+    def flows(self, video: np.ndarray) -> Iterator[np.ndarray]:
+        """The flow (H', W', 2) from each frame to the next, in pixels of the video's frames."""
+        v = as_uint8_video(video)
+        height, width = v.shape[1:3]
+        size = self.input_size(height, width)
+        scale = torch.tensor([width / size[1], height / size[0]]).reshape(1, 2, 1, 1)  # model pixels -> video pixels
+        for start in range(0, len(v) - 1, self.batch_size):
+            chunk = torch.from_numpy(v[start : start + self.batch_size + 1]).permute(0, 3, 1, 2).float() / 127.5 - 1.0
+            chunk = torch.nn.functional.interpolate(chunk, size=size, mode="bilinear", align_corners=False).to(self.device)
+            out = self.module(chunk[:-1], chunk[1:])
+            flow = out if isinstance(out, torch.Tensor) else out[-1]
+            yield from (flow.float().cpu() * scale).permute(0, 2, 3, 1).numpy()
+
+
+def raft_dynamic_degree(video: np.ndarray, raft: RaftFlow, fps: float | None = None) -> DynamicDegree:
+    """VBench dynamic degree on RAFT flow: the rule of :func:`~motiontune.evaluation.metrics.dynamic_degree`.
+
+    Per adjacent pair: mean of the top 5% RAFT flow magnitudes (in the video's pixels).
+    Threshold: 6 * min(H, W) / 256 pixels, times max(1, 8 / fps) when ``fps`` is given; the
+    video is dynamic when at least round(4 * F / 16) pairs (at least 1) exceed it. The metric's
+    value is ``.score`` (1.0 dynamic, 0.0 not).
+    """
+    v = as_uint8_video(video)
+    if v.shape[0] < 2:
+        raise InputError(f"raft_dynamic_degree needs at least 2 frames, video has {v.shape[0]}")
+    threshold = dynamic_threshold(v.shape[1], v.shape[2], fps)
+    return judge_dynamics(np.array([top_magnitude_mean(f) for f in raft.flows(v)]), threshold)
+
+
+# ------------------------------------------------------------------------------------------
 # Scoring by name, with models loaded once
 # ------------------------------------------------------------------------------------------
 
@@ -455,8 +529,6 @@ class LearnedScorer:
     _models: dict[str, Any] = field(default_factory=dict, repr=False)
 
     def has(self, model: str) -> bool:
-        if model == "raft":
-            return False
         return getattr(self.weights, model, None) is not None
 
     def model(self, kind: str) -> Any:
@@ -468,6 +540,7 @@ class LearnedScorer:
                 "dino": lambda: DinoEmbedder.load(self.weights.dino, device=self.device),
                 "pickscore": self._load_pickscore,
                 "i3d": lambda: I3DFeatures.load(self.weights.i3d, device=self.device),
+                "raft": lambda: RaftFlow.load(self.weights.raft, device=self.device),
             }
             self._models[kind] = loaders[kind]()
         return self._models[kind]
@@ -539,6 +612,8 @@ class LearnedScorer:
             elif name == "pickscore":
                 model = self.model("pickscore")
                 results[name] = model.logit_scale * text_alignment(frames("pickscore"), model.embed_texts([prompt])[0])
+            elif name == "raft_dynamic_degree":
+                results[name] = raft_dynamic_degree(video, self.model("raft")).score
             else:  # pragma: no cover - every registered learned metric is handled above
                 raise ConfigError(f"no scorer for {name!r}")
         return results
@@ -562,6 +637,7 @@ __all__ = [
     "I3DFeatures",
     "LearnedMetric",
     "LearnedScorer",
+    "RaftFlow",
     "WeightSources",
     "clip_i",
     "clip_t",
@@ -573,6 +649,7 @@ __all__ = [
     "fvd",
     "image_similarity",
     "pickscore",
+    "raft_dynamic_degree",
     "subject_consistency",
     "text_alignment",
 ]

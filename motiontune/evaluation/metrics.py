@@ -139,10 +139,41 @@ class DynamicDegree:
         return 1.0 if self.is_dynamic else 0.0
 
 
-def _top_magnitude_mean(flow: np.ndarray, fraction: float = 0.05) -> float:
+def top_magnitude_mean(flow: np.ndarray, fraction: float = 0.05) -> float:
+    """Mean of the top ``fraction`` (at least one) of the magnitudes of a flow field (H, W, 2)."""
     magnitudes = np.sqrt(flow[..., 0] ** 2 + flow[..., 1] ** 2).ravel()
     count = max(1, int(magnitudes.size * fraction))
     return float(np.partition(magnitudes, magnitudes.size - count)[-count:].mean())
+
+
+def dynamic_threshold(height: int, width: int, fps: float | None = None) -> float:
+    """VBench's moving-pair threshold in pixels: 6 * min(H, W) / 256, times max(1, 8 / fps) with ``fps``."""
+    if fps is not None and fps <= 0:
+        raise ConfigError(f"fps must be positive, got {fps}")
+    factor = 1.0 if fps is None else max(1.0, 8.0 / fps)
+    return factor * 6.0 * min(height, width) / 256.0
+
+
+def judge_dynamics(pair_magnitudes: np.ndarray, threshold: float) -> DynamicDegree:
+    """VBench's rule on the per-pair flow magnitudes of a video of F = len(pair_magnitudes) + 1 frames.
+
+    A pair moves when its magnitude is above ``threshold``; the video is dynamic when at least
+    round(4 * F / 16) pairs (at least 1) move. Shared by :func:`dynamic_degree` (OpenCV flow)
+    and ``motiontune.evaluation.learned.raft_dynamic_degree`` (RAFT flow).
+    """
+    magnitudes = np.asarray(pair_magnitudes, dtype=np.float64).reshape(-1)
+    if magnitudes.size < 1:
+        raise InputError("dynamic degree needs at least one frame pair")
+    moving = int((magnitudes > threshold).sum())
+    required = max(1, round(4 * (magnitudes.size + 1) / 16.0))
+    return DynamicDegree(
+        pair_magnitudes=magnitudes,
+        threshold=threshold,
+        required_pairs=required,
+        moving_pairs=moving,
+        moving_fraction=moving / magnitudes.size,
+        is_dynamic=moving >= required,
+    )
 
 
 def dynamic_degree(
@@ -156,27 +187,14 @@ def dynamic_degree(
     """
     if method not in DENSE_FLOW_METHODS:
         raise ConfigError(f"unknown flow method {method!r}; known: {', '.join(DENSE_FLOW_METHODS)}")
-    if fps is not None and fps <= 0:
-        raise ConfigError(f"fps must be positive, got {fps}")
     v = as_uint8_video(video)
     _require_frames(v, 2, "dynamic_degree")
-    frames, height, width = v.shape[:3]
-    factor = 1.0 if fps is None else max(1.0, 8.0 / fps)
-    threshold = factor * 6.0 * min(height, width) / 256.0
-    required = max(1, round(4 * frames / 16.0))
+    threshold = dynamic_threshold(v.shape[1], v.shape[2], fps)
     grays = [to_gray(f) for f in v]
     magnitudes = np.array(
-        [_top_magnitude_mean(dense_flow(a, b, method)) for a, b in zip(grays[:-1], grays[1:])]
+        [top_magnitude_mean(dense_flow(a, b, method)) for a, b in zip(grays[:-1], grays[1:])]
     )
-    moving = int((magnitudes > threshold).sum())
-    return DynamicDegree(
-        pair_magnitudes=magnitudes,
-        threshold=threshold,
-        required_pairs=required,
-        moving_pairs=moving,
-        moving_fraction=moving / len(magnitudes),
-        is_dynamic=moving >= required,
-    )
+    return judge_dynamics(magnitudes, threshold)
 
 
 def _tracklet_displacements(video: np.ndarray, max_points: int) -> np.ndarray:
