@@ -12,6 +12,7 @@ on ground-truth renders of the same prompts give the oracle's own ceiling.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import platform
@@ -26,16 +27,17 @@ from motiontune.data.video_io import to_uint8_frames
 from motiontune.diffusion.sampling import SamplingConfig, generate
 from motiontune.toyworld.demo import toy_model_path
 from motiontune.toyworld.metrics import as_analysis
-from motiontune.toyworld.motions import HELDOUT_MOTIONS, MOTIONS
-from motiontune.toyworld.render import render
+from motiontune.toyworld.motions import BASE_MOTIONS, HELDOUT_MOTIONS, MOTIONS
+from motiontune.toyworld.render import render, video_to_tensor
 from motiontune.toyworld.training import load_dit_checkpoint
-from motiontune.toyworld.world import CaptionFields, caption, sample_scene
+from motiontune.toyworld.world import BACKGROUNDS, COLORS, SHAPES, CaptionFields, caption, sample_scene
 
 sys.path.insert(0, os.path.dirname(__file__))
 from results_doc import replace_section, upsert_row  # noqa: E402
 
 
-def score(videos: list[np.ndarray], fields: list[CaptionFields]) -> dict[str, float]:
+def score(videos: list, fields: list[CaptionFields]) -> dict[str, float]:
+    """Oracle accuracies of ``videos`` (uint8 frames, or the oracle's analyses of them) for their prompts."""
     hits = {"color": [], "shape": [], "background": [], "motion_direction": [], "heldout_motion_appears": [], "found": []}
     for video, f in zip(videos, fields):
         a = as_analysis(video)
@@ -49,14 +51,15 @@ def score(videos: list[np.ndarray], fields: list[CaptionFields]) -> dict[str, fl
     return {k: float(np.mean(v)) for k, v in hits.items()}
 
 
-def confusion(videos: list[np.ndarray], fields: list[CaptionFields]) -> dict[str, dict[str, dict[str, int]]]:
+def confusion(videos: list, fields: list[CaptionFields]) -> dict[str, dict[str, dict[str, int]]]:
     """For shape and motion: prompt value -> {what the oracle read: count} ("none" where nothing was found)."""
     table: dict[str, dict[str, dict[str, int]]] = {"shape": {}, "motion": {}}
     for video, f in zip(videos, fields):
         a = as_analysis(video)
         for key, asked, read in (("shape", f.shape, a.shape), ("motion", f.motion, a.motion)):
             row = table[key].setdefault(asked, {})
-            row[str(read) if read else "none"] = row.get(str(read) if read else "none", 0) + 1
+            name = str(read) if read else "none"
+            row[name] = row.get(name, 0) + 1
     return table
 
 
@@ -70,6 +73,37 @@ def confusion_lines(table: dict[str, dict[str, dict[str, int]]]) -> str:
     return "\n".join(out)
 
 
+@torch.no_grad()
+def word_influence(spec, fields: list[CaptionFields], level: float = 0.7, seed: int = 0) -> dict[str, float]:
+    """How much the model's clean-clip estimate depends on each word of the prompt.
+
+    Each prompt's ground-truth clip is encoded and noised to ``level``; the denoiser's estimate of
+    the clean latents (``x_t - level * v`` for a flow model) is computed with the prompt and with the
+    prompt whose colour, shape, motion or background word is swapped for every other value of the
+    vocabulary. The result per attribute is the mean of ``|x0(swapped) - x0(prompt)| / |x0(truth)|``:
+    0 means the model ignores that word at this noise level.
+    """
+    values = {"color": COLORS, "shape": SHAPES, "motion": BASE_MOTIONS, "background": BACKGROUNDS}
+    rng = np.random.default_rng(seed)
+    gen = torch.Generator().manual_seed(seed)
+    out: dict[str, list[float]] = {k: [] for k in values}
+    for f in fields:
+        clip = render(sample_scene(rng, "base", motions=[f.motion], colors=[f.color], shapes=[f.shape], backgrounds=[f.background]))
+        x0 = spec.encode_video(video_to_tensor(clip)[None].to(spec.device)).float()
+        x_t = (1 - level) * x0 + level * torch.randn(x0.shape, generator=gen).to(x0)
+        t = torch.full((1,), level * spec.schedule.num_train_timesteps, device=x0.device)
+
+        def estimate(fields_: CaptionFields) -> torch.Tensor:
+            return x_t - level * spec.predict(x_t, t, spec.encode_prompt([caption(fields_)])).float()
+
+        base = estimate(f)
+        for key, options in values.items():
+            for v in options:
+                if v != getattr(f, key):
+                    out[key].append(float((estimate(dataclasses.replace(f, **{key: v})) - base).norm() / x0.norm()))
+    return {k: float(np.mean(v)) for k, v in out.items()}
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--model", default=None, help="toy model folder (default: the packaged one)")
@@ -79,6 +113,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--guidance", type=float, default=None)
     p.add_argument("--limit", type=int, default=None, help="only the first N prompts")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--influence-prompts", type=int, default=16,
+                   help="prompts for the word-influence diagnostic (0: skip it); see word_influence")
     p.add_argument("--output-json", default=None)
     p.add_argument("--append-results", default=None, help="write the table into this Markdown file")
     args = p.parse_args(argv)
@@ -101,11 +137,14 @@ def main(argv: list[str] | None = None) -> int:
     rng = np.random.default_rng(args.seed)
     truth = [render(sample_scene(rng, "base", motions=[f.motion], colors=[f.color], shapes=[f.shape], backgrounds=[f.background]))
              for f in fields]
-    model_scores, truth_scores = score(generated, fields), score(truth, fields)
+    analyses = [as_analysis(v) for v in generated]  # read once, for the scores and the confusion tables
+    model_scores, truth_scores = score(analyses, fields), score(truth, fields)
     rc = SamplingConfig(num_inference_steps=args.steps, guidance_scale=args.guidance).resolved(spec)
     result = {"prompts": len(prompts), "weights": args.weights, "generated": model_scores, "ground_truth_renders": truth_scores,
               "sampling": {"steps": rc.num_inference_steps, "guidance": rc.guidance_scale}, "seconds": seconds,
-              "confusion": confusion(generated, fields)}
+              "confusion": confusion(analyses, fields)}
+    if args.influence_prompts > 0:
+        result["word_influence"] = word_influence(spec, fields[: args.influence_prompts], seed=args.seed)
     print(json.dumps(result, indent=1))
     if args.output_json:
         with open(args.output_json, "w", encoding="utf-8") as fh:

@@ -121,6 +121,20 @@ def test_toy_quality_confusion_of_ground_truth_renders_is_diagonal():
         "- motion left: left 2", "- motion up: up 1"]
 
 
+def test_word_influence_is_zero_for_a_model_that_ignores_the_prompt(tiny_toy):
+    from motiontune.backbones import load_backbone
+    from motiontune.toyworld.world import CaptionFields
+
+    quality = load_script("toy_quality")
+    spec = load_backbone(tiny_toy, family="wan")
+    fields = [CaptionFields("red", "circle", "left", "black"), CaptionFields("blue", "square", "up", "gray")]
+    real = quality.word_influence(spec, fields)
+    assert sorted(real) == ["background", "color", "motion", "shape"]
+    assert all(v > 0 for v in real.values())  # the random tiny model's output depends on every word
+    spec.predict = lambda x, t, cond, **kw: 0.3 * x  # no text input at all
+    assert quality.word_influence(spec, fields) == {"background": 0.0, "color": 0.0, "motion": 0.0, "shape": 0.0}
+
+
 def test_partial_noise_script_on_tiny_toy(tiny_toy, tmp_path, results_doc):
     script = load_script("toy_partial_noise")
     grid = script.sigma_grid(4, 2.0)

@@ -40,6 +40,13 @@ def test_toy_training_stages_resume_and_export(tmp_path, capsys):
     weighted = training.LatentBank(str(work), caption_dropout=0.0, fg_weight=4.0)
     sample = weighted.draw("video", torch.Generator().manual_seed(0), 1)[0]
     assert sorted(torch.unique(sample.loss_weight).tolist()) == [1.0, 5.0]
+    # shape-contrast maps on the same grid, 0..255, set on some cells near the subject only
+    assert bank.shape.shape == (8, 1, 9, 16, 16) and bank.shape.dtype == torch.uint8
+    assert bool((bank.shape.amax(dim=(1, 3, 4)) > 0).all()) and float((bank.shape > 0).float().mean()) < 0.2
+    both = training.LatentBank(str(work), caption_dropout=0.0, fg_weight=4.0, shape_weight=10.0)
+    i = int(torch.randint(len(both.captions), (1,), generator=torch.Generator().manual_seed(0)))
+    expected = 1.0 + 4.0 * bank.subject[i].float() + 10.0 * bank.shape[i].float() / 255.0
+    assert torch.allclose(both.draw("video", torch.Generator().manual_seed(0), 1)[0].loss_weight, expected)
     vae_cfg = json.loads((work / "vae" / "config.json").read_text())
     assert vae_cfg["latents_std"] != [1.0] * 4  # measured statistics written into the VAE config
     assert run(work, "--export", str(model)) == 0
@@ -128,3 +135,7 @@ def test_subject_weight_needs_masks_in_the_bank(tmp_path, capsys):
     assert run(work, "--set", "dit_fg_weight=3") == 2
     assert "needs subject masks" in capsys.readouterr().err
     assert (work / "bank.safetensors").is_file()
+    save_tensors({"latents": torch.zeros(8, 4, 9, 16, 16), "subject": torch.zeros(8, 1, 9, 16, 16, dtype=torch.uint8)},
+                 str(work / "bank.safetensors"))  # subject masks, no shape-contrast maps
+    assert run(work, "--set", "dit_shape_weight=20") == 2
+    assert "needs shape-contrast maps" in capsys.readouterr().err

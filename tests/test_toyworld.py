@@ -181,6 +181,24 @@ def test_render_matches_ground_truth_area_and_colours() -> None:
     assert covered.sum() == pytest.approx(ground_truth(scene, 1, 64, 64).areas[0] * 64 * 64, rel=0.01)
 
 
+def test_shape_contrast_marks_where_the_shapes_differ() -> None:
+    from motiontune.toyworld.render import shape_contrast
+
+    square = SceneSpec("square", "red", "gray", "still", size=0.25, anchor=(0.5, 0.5))
+    contrast = shape_contrast(square, 1, 64, 64)[0]
+    assert contrast.shape == (64, 64) and contrast.dtype == np.float32
+    assert contrast[32, 32] == 0.0 and contrast[2, 2] == 0.0  # deep inside and far outside
+    # the square's corner (side 0.89 x 16 px around the centre): no circle, diamond or triangle reaches it
+    assert contrast[25, 25] > 0.9
+    # the middle of its top edge: the circle covers it as well, the diamond and the triangle too
+    assert contrast[25, 32] < 0.5
+    # a circle in the same place is told from the square at the same corner, but less (the square is
+    # one of three other shapes there)
+    circle = shape_contrast(dataclasses.replace(square, shape="circle"), 1, 64, 64)[0]
+    assert 0.2 < circle[25, 25] < 0.5
+    assert float(contrast.min()) >= 0.0 and float(contrast.max()) <= 1.0
+
+
 def test_save_video_round_trips(tmp_path) -> None:
     frames = render(sample_scene(3))
     gif = save_video(frames, tmp_path / "clip.gif")

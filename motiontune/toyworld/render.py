@@ -22,6 +22,7 @@ from motiontune.toyworld.world import (
     COLOR_RGB,
     SHAPE_AREA,
     SHAPE_WIDTH,
+    SHAPES,
     SceneSpec,
 )
 
@@ -119,6 +120,21 @@ def shape_coverage(
     distance = _signed_distance(shape, xs - centers[:, 0, None, None], ys - centers[:, 1, None, None], sides)
     cells = np.clip(0.5 - distance * ss, 0.0, 1.0)
     return cells.reshape(len(centers), height, ss, width, ss).mean(axis=(2, 4), dtype=np.float32)
+
+
+def shape_contrast(
+    scene: SceneSpec, num_frames: int = DEFAULT_FRAMES, height: int = DEFAULT_SIZE, width: int = DEFAULT_SIZE
+) -> np.ndarray:
+    """Where the subject's shape shows, float32 (num_frames, height, width) in [0, 1]: per pixel, the
+    mean coverage difference between the subject and each other shape of the same centroid and area.
+    Highest where every other shape differs (the corners of a square), zero on the background and
+    deep inside the subject: the pixels that tell this shape from the others."""
+    truth = ground_truth(scene, num_frames, height, width)
+    centers = truth.centers * np.array([width, height])
+    scale = min(height, width)
+    own = shape_coverage(scene.shape, centers, truth.widths * scale, height, width)
+    others = [shape_coverage(s, centers, truth.sizes * SHAPE_WIDTH[s] * scale, height, width) for s in SHAPES if s != scene.shape]
+    return np.mean([np.abs(own - o) for o in others], axis=0)
 
 
 def render(

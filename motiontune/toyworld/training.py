@@ -34,7 +34,7 @@ from tqdm.auto import tqdm
 
 from motiontune.data.dataset import DataSource, Sample
 from motiontune.errors import ConfigError
-from motiontune.toyworld.render import background_image, render, video_to_tensor
+from motiontune.toyworld.render import background_image, render, shape_contrast, video_to_tensor
 from motiontune.toyworld.world import BACKGROUNDS, COLORS, SHAPES, VOCABULARY, caption, sample_scene
 from motiontune.toyworld.motions import BASE_MOTIONS
 from motiontune.utils.files import atomic_write_text, load_tensors, save_tensors
@@ -96,6 +96,11 @@ class ToyModelConfig:
     #: extra weight of the latent cells under the subject in the diffusion loss (0: plain loss); the
     #: subject covers about a tenth of the latent cells, so 3 gives it about a third of the loss
     dit_fg_weight: float = 3.0
+    #: extra weight of the latent cells where the subject's shape shows (render.shape_contrast: the
+    #: pixels where the other shapes of the same place and area differ, mapped onto the latent grid
+    #: like the subject mask; 0: none). A model trained with the subject weight alone drew every
+    #: shape as a round blob: its prediction barely depended on the shape word (docs/toyworld.md)
+    dit_shape_weight: float = 0.0
     checkpoint_every: int = 200
     # sampling defaults written with the model
     sample_steps: int = 30
@@ -166,9 +171,9 @@ def latent_grid_mask(mask: torch.Tensor, temporal: int, spatial: int) -> torch.T
 
 def _render_batch(
     rng: np.random.Generator, n: int, frames: int, split: str = "all", exclude=None, masks: bool = False
-) -> tuple[torch.Tensor, list[str]] | tuple[torch.Tensor, list[str], torch.Tensor]:
-    """Clips of one split (and, with ``masks``, their (F, H, W) subject masks)."""
-    clips, caps, subjects = [], [], []
+) -> tuple[torch.Tensor, list[str]] | tuple[torch.Tensor, list[str], torch.Tensor, torch.Tensor]:
+    """Clips of one split (and, with ``masks``, their (F, H, W) subject masks and shape-contrast maps)."""
+    clips, caps, subjects, contrasts = [], [], [], []
     while len(clips) < n:
         scene = sample_scene(rng, split)
         if exclude and (scene.color, scene.shape, scene.motion, scene.background) in exclude:
@@ -178,8 +183,9 @@ def _render_batch(
         caps.append(caption(scene))
         if masks:
             subjects.append(_subject_mask(scene, video))
+            contrasts.append(torch.from_numpy(shape_contrast(scene, frames, HEIGHT, WIDTH)))
     if masks:
-        return torch.stack(clips), caps, torch.stack(subjects)
+        return torch.stack(clips), caps, torch.stack(subjects), torch.stack(contrasts)
     return torch.stack(clips), caps
 
 
@@ -301,21 +307,23 @@ def build_bank(cfg: ToyModelConfig, work: str, vae, device: str = "cpu", progres
     std = zs.std(dim=(0, 2, 3, 4)).clamp_min(1e-3)
     vae.register_to_config(latents_mean=mean.tolist(), latents_std=std.tolist())
     vae.save_pretrained(os.path.join(work, "vae"))
-    latents, captions, subjects = [], [], []
+    latents, captions, subjects, shapes = [], [], [], []
     temporal, spatial = int(vae.config.scale_factor_temporal), int(vae.config.scale_factor_spatial)
     bar = tqdm(total=cfg.bank_size, desc="toy latent bank", disable=not progress, dynamic_ncols=True)
     while len(captions) < cfg.bank_size:
-        x, caps, masks = _render_batch(rng, min(64, cfg.bank_size - len(captions)), NUM_FRAMES, split="base", exclude=exclude, masks=True)
+        x, caps, masks, contrasts = _render_batch(rng, min(64, cfg.bank_size - len(captions)), NUM_FRAMES, split="base", exclude=exclude, masks=True)
         z = vae.encode(x.to(device)).latent_dist.mode().cpu()
         z = (z - mean.view(1, -1, 1, 1, 1)) / std.view(1, -1, 1, 1, 1)
         latents.append(z.half())
         subjects.append(torch.stack([latent_grid_mask(m, temporal, spatial) for m in masks]).to(torch.uint8))
+        shapes.append(torch.stack([(latent_grid_mask(c, temporal, spatial) * 255).round() for c in contrasts]).to(torch.uint8))
         captions += caps
         bar.update(len(caps))
     bar.close()
     atomic_write_text(os.path.join(work, "bank.json"), json.dumps({"captions": captions}))
-    # "subject": where the subject is on the latent grid, for the subject-weighted loss (dit_fg_weight)
-    save_tensors({"latents": torch.cat(latents), "subject": torch.cat(subjects)}, path)
+    # "subject": where the subject is on the latent grid, for the subject-weighted loss (dit_fg_weight);
+    # "shape": where its shape shows (0..255), for the shape-weighted loss (dit_shape_weight)
+    save_tensors({"latents": torch.cat(latents), "subject": torch.cat(subjects), "shape": torch.cat(shapes)}, path)
     return path
 
 
@@ -324,21 +332,30 @@ class LatentBank(DataSource):
 
     cacheable = False
 
-    def __init__(self, work: str, caption_dropout: float, fg_weight: float = 0.0):
+    def __init__(self, work: str, caption_dropout: float, fg_weight: float = 0.0, shape_weight: float = 0.0):
         tensors = load_tensors(os.path.join(work, "bank.safetensors"))
         self.latents = tensors["latents"]
         with open(os.path.join(work, "bank.json"), encoding="utf-8") as fh:
             self.captions = json.load(fh)["captions"]
         self.caption_dropout = caption_dropout
         self.fg_weight = fg_weight
+        self.shape_weight = shape_weight
         self.subject = tensors.get("subject")
-        if fg_weight > 0 and self.subject is None:
-            raise ConfigError(f"dit_fg_weight={fg_weight} needs subject masks in the latent bank; {work}/bank.safetensors has none (delete it to rebuild)")
+        self.shape = tensors.get("shape")
+        for name, value, maps, what in (("dit_fg_weight", fg_weight, self.subject, "subject masks"),
+                                        ("dit_shape_weight", shape_weight, self.shape, "shape-contrast maps")):
+            if value > 0 and maps is None:
+                raise ConfigError(f"{name}={value} needs {what} in the latent bank; {work}/bank.safetensors has none (delete it to rebuild)")
 
     def _weight(self, i: int) -> torch.Tensor | None:
-        if self.fg_weight <= 0:
+        if self.fg_weight <= 0 and self.shape_weight <= 0:
             return None
-        return 1.0 + self.fg_weight * self.subject[i].float()
+        weight = torch.ones(self.latents[i][:1].shape)
+        if self.fg_weight > 0:
+            weight += self.fg_weight * self.subject[i].float()
+        if self.shape_weight > 0:
+            weight += self.shape_weight * self.shape[i].float() / 255.0
+        return weight
 
     def draw(self, kind: str, generator: torch.Generator, n: int) -> list[Sample]:
         idx = torch.randint(len(self.captions), (n,), generator=generator)
@@ -391,7 +408,7 @@ def train_dit(cfg: ToyModelConfig, work: str, pipeline: str, device: str = "cpu"
         warmup_steps=cfg.dit_warmup, lr_schedule="cosine", checkpoint_every=cfg.checkpoint_every,
         keep_checkpoints=2, progress=progress, max_grad_norm=1.0,
     )
-    Trainer(spec, recipe, LatentBank(work, cfg.caption_dropout, cfg.dit_fg_weight), tc, {"size": [NUM_FRAMES, HEIGHT, WIDTH]}).train()
+    Trainer(spec, recipe, LatentBank(work, cfg.caption_dropout, cfg.dit_fg_weight, cfg.dit_shape_weight), tc, {"size": [NUM_FRAMES, HEIGHT, WIDTH]}).train()
     return spec
 
 
