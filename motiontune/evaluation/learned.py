@@ -384,6 +384,16 @@ def pickscore(video: np.ndarray, prompt: str, model: ClipEmbedder) -> float:
 # ------------------------------------------------------------------------------------------
 
 
+def _load_torchscript(name: str, path: str, device: str) -> torch.nn.Module:
+    """A TorchScript module from ``path`` (the format the I3D and RAFT weights come in), or a one-line error."""
+    try:
+        with warnings.catch_warnings():  # TorchScript is deprecated, but these weights come in it
+            warnings.simplefilter("ignore", DeprecationWarning)
+            return torch.jit.load(path, map_location=device)
+    except Exception as exc:  # noqa: BLE001
+        raise _load_error(name, path, exc) from exc
+
+
 class I3DFeatures:
     """A TorchScript I3D feature extractor (StyleGAN-V's ``i3d_torchscript.pt``).
 
@@ -398,13 +408,7 @@ class I3DFeatures:
 
     @classmethod
     def load(cls, path: str, device: str = "cpu") -> I3DFeatures:
-        try:
-            with warnings.catch_warnings():  # TorchScript is deprecated, but it is the format the I3D weights come in
-                warnings.simplefilter("ignore", DeprecationWarning)
-                module = torch.jit.load(path, map_location=device)
-        except Exception as exc:  # noqa: BLE001
-            raise _load_error("I3D", path, exc) from exc
-        return cls(module, device)
+        return cls(_load_torchscript("I3D", path, device), device)
 
     @torch.no_grad()
     def features(self, videos: Iterable[np.ndarray]) -> np.ndarray:
@@ -467,13 +471,7 @@ class RaftFlow:
 
     @classmethod
     def load(cls, path: str, device: str = "cpu") -> RaftFlow:
-        try:
-            with warnings.catch_warnings():  # TorchScript is deprecated, but it is the format RAFT is exported in
-                warnings.simplefilter("ignore", DeprecationWarning)
-                module = torch.jit.load(path, map_location=device)
-        except Exception as exc:  # noqa: BLE001
-            raise _load_error("RAFT", path, exc) from exc
-        return cls(module, device)
+        return cls(_load_torchscript("RAFT", path, device), device)
 
     def input_size(self, height: int, width: int) -> tuple[int, int]:
         """The (H, W) frames are resized to: each side up to the next multiple of 8, at least ``min_size``."""
