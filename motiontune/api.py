@@ -134,12 +134,20 @@ def train(
     spec: BackboneSpec | None = None,
     **train_settings: Any,
 ) -> TrainResult:
-    """Customize ``backbone`` on reference videos (and images); write the adapter to ``output_dir``."""
+    """Customize ``backbone`` on reference videos (and images); write the adapter to ``output_dir``.
+
+    The learning rate is ``learning_rate`` when given, else the recipe's (``recipe_settings`` or a
+    ``Recipe`` object), else the model folder's ``default_learning_rate`` when it has one, else the
+    recipe's default."""
     spec = spec or load_backbone(backbone, family=family, device=device or default_device(), dtype=resolve_dtype(dtype))
     f0, h0, w0 = spec.default_size
     num_frames, height, width = num_frames or f0, height or h0, width or w0
     data = prepare_training_data(spec, videos, captions, num_frames, height, width, images, image_captions, frame_sampling, frame_stride)
     rec = recipe if isinstance(recipe, Recipe) else make_recipe(recipe, **(recipe_settings or {}))
+    if spec.default_learning_rate is not None and "learning_rate" not in train_settings \
+            and not isinstance(recipe, Recipe) and "learning_rate" not in (recipe_settings or {}):
+        # the model folder's recommendation (the tiny toy model needs a larger step than real models)
+        train_settings["learning_rate"] = spec.default_learning_rate
     known = {f.name for f in fields(TrainConfig)}
     unknown = sorted(set(train_settings) - known)
     if unknown:

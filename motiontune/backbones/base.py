@@ -129,6 +129,8 @@ class BackboneSpec:
     default_guidance: ClassVar[float] = 5.0
     default_steps: ClassVar[int] = 50
     default_fps: ClassVar[int] = 16
+    #: customization learning rate recommended by the model folder (None: the recipe's own)
+    default_learning_rate: ClassVar[float | None] = None
 
     def __init__(self, pipe: Any, source: str, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32):
         self.pipe = pipe
@@ -150,7 +152,8 @@ class BackboneSpec:
 
     def _apply_folder_defaults(self) -> None:
         """A model folder may carry ``motiontune_defaults.json`` with the size, steps, guidance and
-        fps it was trained for (the toy model does); they replace the family's defaults."""
+        fps it was trained for, and the learning rate customization needs on it (the toy model
+        does); they replace the family's defaults."""
         path = os.path.join(self.source, DEFAULTS_FILE)
         if not os.path.isfile(path):
             return
@@ -164,6 +167,11 @@ class BackboneSpec:
         for key in ("default_steps", "default_guidance", "default_fps"):
             if key in data:
                 setattr(self, key, type(getattr(self, key))(data[key]))
+        if data.get("default_learning_rate") is not None:
+            lr = data["default_learning_rate"]
+            if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not lr > 0:
+                raise ModelLoadError(f"{path}: default_learning_rate must be a positive number (got {lr!r})")
+            self.default_learning_rate = float(lr)
 
     # ------------------------------------------------------------------ loading
     @classmethod

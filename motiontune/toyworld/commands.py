@@ -7,11 +7,12 @@ from typing import Any
 
 from motiontune.cli import register_command
 from motiontune.errors import ConfigError
+from motiontune.toyworld.demo import DEMO_STEPS
 
 
 def _add(p: argparse.ArgumentParser) -> None:
     p.add_argument("--recipe", help="recipe to customize with (default: the best registered one)")
-    p.add_argument("--steps", type=int, help="training steps (default 200)")
+    p.add_argument("--steps", type=int, help=f"training steps (default {DEMO_STEPS})")
     p.add_argument("--output", help="output folder (default motiontune-demo)")
     p.add_argument("--seed", type=int)
     p.add_argument("--quiet", action="store_true")
@@ -20,7 +21,7 @@ def _add(p: argparse.ArgumentParser) -> None:
 def _run(s: dict[str, Any]) -> int:
     from motiontune.toyworld.demo import run_demo
 
-    steps = s.pop("steps", 200)
+    steps = s.pop("steps", DEMO_STEPS)
     if steps < 1:
         raise ConfigError(f"--steps must be >= 1 (got {steps})")
     result = run_demo(output_dir=s.pop("output", "motiontune-demo"), recipe=s.pop("recipe", None), steps=steps,

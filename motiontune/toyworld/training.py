@@ -106,6 +106,10 @@ class ToyModelConfig:
     sample_steps: int = 30
     guidance: float = 4.0
     flow_shift: float = 2.0
+    #: learning rate of customizations on this model, written as its default_learning_rate: LoRA rank 4
+    #: at the recipes' 1e-4 (set for models of a billion parameters) learnt nothing of a reference clip in
+    #: 400 steps here; 1e-3 carries a held-out motion over to new subjects (docs/RESULTS.md, "Toy demo")
+    customize_lr: float = 1e-3
     #: boundary of the ``timestep`` recipe on this model (native t), measured with ``motiontune probe``
     #: (benchmarks/tau_ablation.py); None leaves the family default
     timestep_tau: float | None = None
@@ -385,7 +389,7 @@ def assemble_pipeline(cfg: ToyModelConfig, work: str, vae) -> str:
 def write_defaults(cfg: ToyModelConfig, folder: str) -> None:
     atomic_write_text(os.path.join(folder, "motiontune_defaults.json"), json.dumps({
         "num_frames": NUM_FRAMES, "height": HEIGHT, "width": WIDTH, "default_steps": cfg.sample_steps,
-        "default_guidance": cfg.guidance, "default_fps": FPS,
+        "default_guidance": cfg.guidance, "default_fps": FPS, "default_learning_rate": cfg.customize_lr,
         **({"timestep_tau": cfg.timestep_tau, "timestep_tau_unit": "native"} if cfg.timestep_tau is not None else {}),
     }, indent=1))
     atomic_write_text(os.path.join(folder, "toyworld.json"), json.dumps({
