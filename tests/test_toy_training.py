@@ -24,7 +24,7 @@ def test_toy_training_stages_resume_and_export(tmp_path, capsys):
     assert run(work, "--stage", "vae") == 0
     state = json.loads((work / "vae-train.safetensors.json").read_text())
     assert state["step"] == 2 and (work / "vae" / "config.json").is_file()
-    assert run(work, "--stage", "bank") == 0
+    assert run(work, "--stage", "bank", "--set", "dit_shape_weight=10") == 0
     bank = training.LatentBank(str(work), caption_dropout=0.0)
     assert bank.latents.shape == (8, 4, 9, 16, 16)  # 2x spatial, 2x temporal compression and len(bank.captions) == 8
     heldin = {tuple(c) for c in training.heldin_combinations(training.ToyModelConfig(heldin_prompts=4))}
@@ -135,7 +135,8 @@ def test_subject_weight_needs_masks_in_the_bank(tmp_path, capsys):
     assert run(work, "--set", "dit_fg_weight=3") == 2
     assert "needs subject masks" in capsys.readouterr().err
     assert (work / "bank.safetensors").is_file()
-    save_tensors({"latents": torch.zeros(8, 4, 9, 16, 16), "subject": torch.zeros(8, 1, 9, 16, 16, dtype=torch.uint8)},
-                 str(work / "bank.safetensors"))  # subject masks, no shape-contrast maps
+    (work / "bank.safetensors").unlink()
+    assert run(work, "--stage", "bank") == 0  # without a shape weight the bank has no shape-contrast maps
+    assert "shape" not in training.load_tensors(str(work / "bank.safetensors"))
     assert run(work, "--set", "dit_shape_weight=20") == 2
     assert "needs shape-contrast maps" in capsys.readouterr().err

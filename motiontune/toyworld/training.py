@@ -174,9 +174,10 @@ def latent_grid_mask(mask: torch.Tensor, temporal: int, spatial: int) -> torch.T
 
 
 def _render_batch(
-    rng: np.random.Generator, n: int, frames: int, split: str = "all", exclude=None, masks: bool = False
-) -> tuple[torch.Tensor, list[str]] | tuple[torch.Tensor, list[str], torch.Tensor, torch.Tensor]:
-    """Clips of one split (and, with ``masks``, their (F, H, W) subject masks and shape-contrast maps)."""
+    rng: np.random.Generator, n: int, frames: int, split: str = "all", exclude=None, masks: bool = False, contrast: bool = False
+) -> tuple[torch.Tensor, list[str]] | tuple[torch.Tensor, list[str], torch.Tensor, torch.Tensor | None]:
+    """Clips of one split (and, with ``masks``, their (F, H, W) subject masks and, with ``contrast``,
+    their shape-contrast maps; None without)."""
     clips, caps, subjects, contrasts = [], [], [], []
     while len(clips) < n:
         scene = sample_scene(rng, split)
@@ -187,9 +188,10 @@ def _render_batch(
         caps.append(caption(scene))
         if masks:
             subjects.append(_subject_mask(scene, video))
+        if contrast:
             contrasts.append(torch.from_numpy(shape_contrast(scene, frames, HEIGHT, WIDTH)))
     if masks:
-        return torch.stack(clips), caps, torch.stack(subjects), torch.stack(contrasts)
+        return torch.stack(clips), caps, torch.stack(subjects), torch.stack(contrasts) if contrast else None
     return torch.stack(clips), caps
 
 
@@ -315,19 +317,25 @@ def build_bank(cfg: ToyModelConfig, work: str, vae, device: str = "cpu", progres
     temporal, spatial = int(vae.config.scale_factor_temporal), int(vae.config.scale_factor_spatial)
     bar = tqdm(total=cfg.bank_size, desc="toy latent bank", disable=not progress, dynamic_ncols=True)
     while len(captions) < cfg.bank_size:
-        x, caps, masks, contrasts = _render_batch(rng, min(64, cfg.bank_size - len(captions)), NUM_FRAMES, split="base", exclude=exclude, masks=True)
+        # the shape maps (rendering every clip with the three other shapes) double the bank's time: only when used
+        x, caps, masks, contrasts = _render_batch(rng, min(64, cfg.bank_size - len(captions)), NUM_FRAMES, split="base",
+                                                  exclude=exclude, masks=True, contrast=cfg.dit_shape_weight > 0)
         z = vae.encode(x.to(device)).latent_dist.mode().cpu()
         z = (z - mean.view(1, -1, 1, 1, 1)) / std.view(1, -1, 1, 1, 1)
         latents.append(z.half())
         subjects.append(torch.stack([latent_grid_mask(m, temporal, spatial) for m in masks]).to(torch.uint8))
-        shapes.append(torch.stack([(latent_grid_mask(c, temporal, spatial) * 255).round() for c in contrasts]).to(torch.uint8))
+        if contrasts is not None:
+            shapes.append(torch.stack([(latent_grid_mask(c, temporal, spatial) * 255).round() for c in contrasts]).to(torch.uint8))
         captions += caps
         bar.update(len(caps))
     bar.close()
     atomic_write_text(os.path.join(work, "bank.json"), json.dumps({"captions": captions}))
     # "subject": where the subject is on the latent grid, for the subject-weighted loss (dit_fg_weight);
-    # "shape": where its shape shows (0..255), for the shape-weighted loss (dit_shape_weight)
-    save_tensors({"latents": torch.cat(latents), "subject": torch.cat(subjects), "shape": torch.cat(shapes)}, path)
+    # "shape": where its shape shows (0..255), for the shape-weighted loss (dit_shape_weight > 0 only)
+    tensors = {"latents": torch.cat(latents), "subject": torch.cat(subjects)}
+    if shapes:
+        tensors["shape"] = torch.cat(shapes)
+    save_tensors(tensors, path)
     return path
 
 
