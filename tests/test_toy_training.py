@@ -94,8 +94,10 @@ def test_defaults_carry_the_measured_tau_and_bad_settings_are_refused(tmp_path, 
 
     training.write_defaults(training.ToyModelConfig(timestep_tau=600.0), str(tmp_path))
     assert folder_default_tau(str(tmp_path)) == (600.0, "native")
-    training.write_defaults(training.ToyModelConfig(), str(tmp_path))
+    training.write_defaults(training.ToyModelConfig(timestep_tau=None), str(tmp_path))
     assert folder_default_tau(str(tmp_path)) is None
+    training.write_defaults(training.ToyModelConfig(), str(tmp_path))  # the measured boundary of the toy model
+    assert folder_default_tau(str(tmp_path)) == (900.0, "native")
     for bad in ("nope=1", "dit_steps=many", "dit_steps"):
         with pytest.raises(SystemExit) as exc:
             training.main(["--work-dir", str(tmp_path / "w"), "--set", bad])

@@ -110,9 +110,11 @@ class ToyModelConfig:
     #: at the recipes' 1e-4 (set for models of a billion parameters) learnt nothing of a reference clip in
     #: 400 steps here; 1e-3 carries a held-out motion over to new subjects (docs/RESULTS.md, "Toy demo")
     customize_lr: float = 1e-3
-    #: boundary of the ``timestep`` recipe on this model (native t), measured with ``motiontune probe``
-    #: (benchmarks/tau_ablation.py); None leaves the family default
-    timestep_tau: float | None = None
+    #: boundary of the ``timestep`` recipe on this model (native t; None leaves the family default). The
+    #: probes of benchmarks/tau_ablation.py put the motion/appearance boundary at the top of their grid
+    #: (1000); one grid step below it, 900 leaked less than all timesteps at a higher motion fidelity
+    #: (docs/RESULTS.md, "Timestep ablation (toy)")
+    timestep_tau: float | None = 900.0
 
 
 # ---------------------------------------------------------------------------- components
