@@ -142,3 +142,28 @@ def test_subject_weight_needs_masks_in_the_bank(tmp_path, capsys):
     assert "shape" not in training.load_tensors(str(work / "bank.safetensors"))
     assert run(work, "--set", "dit_shape_weight=20") == 2
     assert "needs shape-contrast maps" in capsys.readouterr().err
+
+
+def test_toy_training_at_another_frame_size(tmp_path, capsys):
+    """frame_size 48 with a 1x3x3 patch: 24x24 latents, 8x8 tokens a frame; defaults name the size."""
+    import pytest
+
+    work, model = tmp_path / "work", tmp_path / "model"
+    assert run(work, "--set", "frame_size=48", "--set", "patch_size=1,3,3", "--export", str(model)) == 0
+    bank = training.LatentBank(str(work), caption_dropout=0.0)
+    assert bank.latents.shape == (8, 4, 9, 24, 24) and bank.subject.shape == (8, 1, 9, 24, 24)
+    defaults = json.loads((model / "motiontune_defaults.json").read_text())
+    assert (defaults["num_frames"], defaults["height"], defaults["width"]) == (17, 48, 48)
+    from motiontune.backbones import load_backbone
+
+    spec = load_backbone(str(model), family="wan")
+    assert spec.default_size == (17, 48, 48) and tuple(spec.denoiser.config.patch_size) == (1, 3, 3)
+    # a size whose latent grid the patch does not tile is refused before anything is written
+    for bad in (["frame_size=40", "patch_size=1,3,3"], ["frame_size=33"]):
+        args = ["--work-dir", str(tmp_path / "w")]
+        for item in bad:
+            args += ["--set", item]
+        with pytest.raises(SystemExit) as exc:
+            training.main(args)
+        assert exc.value.code == 2 and "frame_size" in capsys.readouterr().err
+    assert not (tmp_path / "w").exists()

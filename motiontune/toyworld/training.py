@@ -39,12 +39,15 @@ from motiontune.toyworld.world import BACKGROUNDS, COLORS, SHAPES, VOCABULARY, c
 from motiontune.toyworld.motions import BASE_MOTIONS
 from motiontune.utils.files import atomic_write_text, load_tensors, save_tensors
 
-NUM_FRAMES, HEIGHT, WIDTH, FPS = 17, 32, 32, 8
+NUM_FRAMES, FRAME_SIZE, FPS = 17, 32, 8
 
 
 @dataclass
 class ToyModelConfig:
     seed: int = 0
+    #: frames are frame_size x frame_size pixels (17 frames at 8 fps); the transformer's patch must
+    #: divide frame_size / 2 (the VAE's 2x spatial compression)
+    frame_size: int = FRAME_SIZE
     # architecture
     z_dim: int = 8
     vae_base_dim: int = 16
@@ -162,7 +165,7 @@ def heldin_combinations(cfg: ToyModelConfig) -> list[tuple[str, str, str, str]]:
 
 def _subject_mask(scene, video: np.ndarray) -> torch.Tensor:
     """(F, H, W) float mask of the subject and 2 pixels around it in a rendered clip."""
-    subject = np.abs(video.astype(np.float32) - background_image(scene.background, HEIGHT, WIDTH)[None]).max(-1) > 6
+    subject = np.abs(video.astype(np.float32) - background_image(scene.background, *video.shape[1:3])[None]).max(-1) > 6
     return torch.nn.functional.max_pool2d(torch.from_numpy(subject.astype(np.float32))[:, None], 5, 1, 2)[:, 0]
 
 
@@ -176,7 +179,8 @@ def latent_grid_mask(mask: torch.Tensor, temporal: int, spatial: int) -> torch.T
 
 
 def _render_batch(
-    rng: np.random.Generator, n: int, frames: int, split: str = "all", exclude=None, masks: bool = False, contrast: bool = False
+    rng: np.random.Generator, n: int, frames: int, split: str = "all", exclude=None, masks: bool = False, contrast: bool = False,
+    size: int = FRAME_SIZE,
 ) -> tuple[torch.Tensor, list[str]] | tuple[torch.Tensor, list[str], torch.Tensor, torch.Tensor | None]:
     """Clips of one split (and, with ``masks``, their (F, H, W) subject masks and, with ``contrast``,
     their shape-contrast maps; None without)."""
@@ -185,24 +189,24 @@ def _render_batch(
         scene = sample_scene(rng, split)
         if exclude and (scene.color, scene.shape, scene.motion, scene.background) in exclude:
             continue
-        video = render(scene, frames, HEIGHT, WIDTH)
+        video = render(scene, frames, size, size)
         clips.append(video_to_tensor(video))
         caps.append(caption(scene))
         if masks:
             subjects.append(_subject_mask(scene, video))
         if contrast:
-            contrasts.append(torch.from_numpy(shape_contrast(scene, frames, HEIGHT, WIDTH)))
+            contrasts.append(torch.from_numpy(shape_contrast(scene, frames, size, size)))
     if masks:
         return torch.stack(clips), caps, torch.stack(subjects), torch.stack(contrasts) if contrast else None
     return torch.stack(clips), caps
 
 
-def _render_weighted_batch(rng: np.random.Generator, n: int, frames: int, fg_weight: float) -> tuple[torch.Tensor, torch.Tensor]:
+def _render_weighted_batch(rng: np.random.Generator, n: int, frames: int, fg_weight: float, size: int = FRAME_SIZE) -> tuple[torch.Tensor, torch.Tensor]:
     """Clips of all splits and per-pixel loss weights (1 on the background, 1 + fg_weight on and around the subject)."""
     clips, weights = [], []
     for _ in range(n):
         scene = sample_scene(rng, "all")
-        video = render(scene, frames, HEIGHT, WIDTH)
+        video = render(scene, frames, size, size)
         # the weight covers the subject and 2 pixels around it, so that its edges are sharp on both sides
         clips.append(video_to_tensor(video))
         weights.append((1.0 + fg_weight * _subject_mask(scene, video))[None])
@@ -210,7 +214,7 @@ def _render_weighted_batch(rng: np.random.Generator, n: int, frames: int, fg_wei
 
 
 @torch.no_grad()
-def vae_oracle_check(vae, n: int = 16, seed: int = 123) -> dict[str, float]:
+def vae_oracle_check(vae, n: int = 16, seed: int = 123, size: int = FRAME_SIZE) -> dict[str, float]:
     """Oracle accuracy of colour and shape on VAE reconstructions, and their PSNR."""
     from motiontune.toyworld.oracle import analyze
     from motiontune.toyworld.render import tensor_to_video
@@ -219,7 +223,7 @@ def vae_oracle_check(vae, n: int = 16, seed: int = 123) -> dict[str, float]:
     hits, psnrs = np.zeros(2), []
     for _ in range(n):
         scene = sample_scene(rng, "all")
-        video = render(scene, NUM_FRAMES, HEIGHT, WIDTH)
+        video = render(scene, NUM_FRAMES, size, size)
         rec = tensor_to_video(vae.decode(vae.encode(video_to_tensor(video)[None]).latent_dist.mode()).sample[0])
         a = analyze(rec)
         hits += [a.color == scene.color, a.shape == scene.shape]
@@ -254,7 +258,7 @@ def train_vae(cfg: ToyModelConfig, work: str, device: str = "cpu", progress: boo
         rng = np.random.default_rng([cfg.seed, 1, step])
         long = step >= cfg.vae_steps - cfg.vae_long_steps
         x, w = _render_weighted_batch(rng, cfg.vae_long_batch if long else cfg.vae_batch,
-                                      NUM_FRAMES if long else cfg.vae_frames, cfg.vae_fg_weight)
+                                      NUM_FRAMES if long else cfg.vae_frames, cfg.vae_fg_weight, cfg.frame_size)
         x, w = x.to(device), w.to(device)
         dist = vae.encode(x).latent_dist
         z = dist.sample(torch.Generator(device).manual_seed(step))
@@ -278,7 +282,7 @@ def train_vae(cfg: ToyModelConfig, work: str, device: str = "cpu", progress: boo
             _save_vae_state(vae, opt, step + 1, ckpt)
         if (step + 1) % 500 == 0 or step + 1 == cfg.vae_steps:
             vae.eval()
-            bar.write(f"toy VAE step {step + 1}: oracle on reconstructions {vae_oracle_check(vae)}")
+            bar.write(f"toy VAE step {step + 1}: oracle on reconstructions {vae_oracle_check(vae, size=cfg.frame_size)}")
             vae.train()
     hook.remove()
     bar.close()
@@ -309,7 +313,7 @@ def build_bank(cfg: ToyModelConfig, work: str, vae, device: str = "cpu", progres
     exclude = set(heldin_combinations(cfg))
     rng = np.random.default_rng([cfg.seed, 2])
     # latent statistics from 256 clips of all splits, written into the VAE config as Wan does
-    x, _ = _render_batch(rng, 256, NUM_FRAMES)
+    x, _ = _render_batch(rng, 256, NUM_FRAMES, size=cfg.frame_size)
     zs = torch.cat([vae.encode(x[i : i + 32].to(device)).latent_dist.mode().cpu() for i in range(0, 256, 32)])
     mean = zs.mean(dim=(0, 2, 3, 4))
     std = zs.std(dim=(0, 2, 3, 4)).clamp_min(1e-3)
@@ -321,7 +325,7 @@ def build_bank(cfg: ToyModelConfig, work: str, vae, device: str = "cpu", progres
     while len(captions) < cfg.bank_size:
         # the shape maps (rendering every clip with the three other shapes) double the bank's time: only when used
         x, caps, masks, contrasts = _render_batch(rng, min(64, cfg.bank_size - len(captions)), NUM_FRAMES, split="base",
-                                                  exclude=exclude, masks=True, contrast=cfg.dit_shape_weight > 0)
+                                                  exclude=exclude, masks=True, contrast=cfg.dit_shape_weight > 0, size=cfg.frame_size)
         z = vae.encode(x.to(device)).latent_dist.mode().cpu()
         z = (z - mean.view(1, -1, 1, 1, 1)) / std.view(1, -1, 1, 1, 1)
         latents.append(z.half())
@@ -398,7 +402,7 @@ def assemble_pipeline(cfg: ToyModelConfig, work: str, vae) -> str:
 
 def write_defaults(cfg: ToyModelConfig, folder: str) -> None:
     atomic_write_text(os.path.join(folder, "motiontune_defaults.json"), json.dumps({
-        "num_frames": NUM_FRAMES, "height": HEIGHT, "width": WIDTH, "default_steps": cfg.sample_steps,
+        "num_frames": NUM_FRAMES, "height": cfg.frame_size, "width": cfg.frame_size, "default_steps": cfg.sample_steps,
         "default_guidance": cfg.guidance, "default_fps": FPS, "default_learning_rate": cfg.customize_lr,
         **({"timestep_tau": cfg.timestep_tau, "timestep_tau_unit": "native"} if cfg.timestep_tau is not None else {}),
     }, indent=1))
@@ -422,7 +426,7 @@ def train_dit(cfg: ToyModelConfig, work: str, pipeline: str, device: str = "cpu"
         warmup_steps=cfg.dit_warmup, lr_schedule="cosine", checkpoint_every=cfg.checkpoint_every,
         keep_checkpoints=2, progress=progress, max_grad_norm=1.0,
     )
-    Trainer(spec, recipe, LatentBank(work, cfg.caption_dropout, cfg.dit_fg_weight, cfg.dit_shape_weight), tc, {"size": [NUM_FRAMES, HEIGHT, WIDTH]}).train()
+    Trainer(spec, recipe, LatentBank(work, cfg.caption_dropout, cfg.dit_fg_weight, cfg.dit_shape_weight), tc, {"size": [NUM_FRAMES, cfg.frame_size, cfg.frame_size]}).train()
     return spec
 
 
@@ -498,6 +502,16 @@ def restore(source: str, work: str) -> None:
                 shutil.copy2(src, dst)
 
 
+def check_config(cfg: ToyModelConfig) -> None:
+    """Refuse a frame size the VAE and the transformer's patch cannot tile (ConfigError)."""
+    levels = len(cfg.vae_dim_mult.split(",")) - 1
+    latent = cfg.frame_size / 2**levels
+    patch = [int(p) for p in cfg.patch_size.split(",")]
+    if cfg.frame_size < 8 or latent != int(latent) or int(latent) % patch[1] or int(latent) % patch[2]:
+        raise ConfigError(f"frame_size={cfg.frame_size}: its latent grid ({latent:g} cells across after the VAE's "
+                          f"{2**levels}x compression) must be whole and divisible by the patch {cfg.patch_size}")
+
+
 def config_from_settings(items: list[str]) -> ToyModelConfig:
     """The default :class:`ToyModelConfig` with ``KEY=VALUE`` overrides (``none`` for None), each
     converted to the type of the field's default."""
@@ -535,6 +549,7 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     try:
         cfg = config_from_settings(args.set)
+        check_config(cfg)
     except ConfigError as exc:
         parser.error(str(exc))
     os.makedirs(args.work_dir, exist_ok=True)
