@@ -62,7 +62,7 @@ def run_probes(backbone: str, count: int, grid_step: int, steps: int | None, out
         done = os.path.join(folder, "probe.json")
         if not os.path.isfile(done):
             print(f"probe: {scenario.name}")
-            run_probe(spec, render(scenario.references[0]), scenario.reference_captions[0], scenario.targets[0],
+            run_probe(spec, render(scenario.references[0], *spec.default_size), scenario.reference_captions[0], scenario.targets[0],
                       ProbeConfig(grid_step=grid_step, num_inference_steps=steps), output_dir=folder, progress=True)
         with open(done, encoding="utf-8") as fh:
             data = json.load(fh)

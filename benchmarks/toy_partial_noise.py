@@ -95,7 +95,8 @@ def main(argv: list[str] | None = None) -> int:
     prompts = [caption(f) for f in fields]
     rng = np.random.default_rng(args.seed)
     clips = torch.stack([
-        video_to_tensor(render(sample_scene(rng, "base", motions=[f.motion], colors=[f.color], shapes=[f.shape], backgrounds=[f.background])))
+        video_to_tensor(render(sample_scene(rng, "base", motions=[f.motion], colors=[f.color], shapes=[f.shape], backgrounds=[f.background]),
+                               *spec.default_size))
         for f in fields
     ]).to(spec.device)
     t0 = time.time()

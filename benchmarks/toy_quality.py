@@ -88,7 +88,8 @@ def word_influence(spec, fields: list[CaptionFields], level: float = 0.7, seed: 
     gen = torch.Generator().manual_seed(seed)
     out: dict[str, list[float]] = {k: [] for k in values}
     for f in fields:
-        clip = render(sample_scene(rng, "base", motions=[f.motion], colors=[f.color], shapes=[f.shape], backgrounds=[f.background]))
+        clip = render(sample_scene(rng, "base", motions=[f.motion], colors=[f.color], shapes=[f.shape], backgrounds=[f.background]),
+                      *spec.default_size)
         x0 = spec.encode_video(video_to_tensor(clip)[None].to(spec.device)).float()
         x_t = (1 - level) * x0 + level * torch.randn(x0.shape, generator=gen).to(x0)
         t = torch.full((1,), level * spec.schedule.num_train_timesteps, device=x0.device)
@@ -135,8 +136,8 @@ def main(argv: list[str] | None = None) -> int:
     seconds = time.time() - t0
     generated = [to_uint8_frames(v) for v in videos]
     rng = np.random.default_rng(args.seed)
-    truth = [render(sample_scene(rng, "base", motions=[f.motion], colors=[f.color], shapes=[f.shape], backgrounds=[f.background]))
-             for f in fields]
+    truth = [render(sample_scene(rng, "base", motions=[f.motion], colors=[f.color], shapes=[f.shape], backgrounds=[f.background]),
+                    *spec.default_size) for f in fields]
     analyses = [as_analysis(v) for v in generated]  # read once, for the scores and the confusion tables
     model_scores, truth_scores = score(analyses, fields), score(truth, fields)
     rc = SamplingConfig(num_inference_steps=args.steps, guidance_scale=args.guidance).resolved(spec)

@@ -228,3 +228,25 @@ def test_toy_quality_of_training_checkpoints_fills_a_table_by_step(tiny_toy, tmp
     save_tensors({"something.else": torch.zeros(2)}, str(bad / "adapter.safetensors"))
     with pytest.raises(ConfigError, match="not a transformer checkpoint"):
         load_dit_checkpoint(load_backbone(tiny_toy, family="wan"), str(bad))
+
+
+def test_toy_scripts_render_at_the_model_size(tmp_path, results_doc):
+    """A toy model of 48x48 frames (patch 1x3x3): the scripts render their clips at its size."""
+    from diffusers import WanPipeline
+
+    from motiontune.toyworld.training import ToyModelConfig, build_components, write_defaults
+
+    cfg = ToyModelConfig(z_dim=4, vae_base_dim=4, text_dim=16, heads=2, head_dim=12, layers=1, ffn_dim=32,
+                         sample_steps=2, guidance=2.0, heldin_prompts=2, frame_size=48, patch_size="1,3,3")
+    folder = str(tmp_path / "toy48")
+    WanPipeline(**build_components(cfg)).save_pretrained(folder)
+    write_defaults(cfg, folder)
+    quality = load_script("toy_quality")
+    out = tmp_path / "q.json"
+    assert quality.main(["--model", folder, "--limit", "1", "--steps", "1", "--influence-prompts", "1",
+                         "--output-json", str(out)]) == 0
+    data = json.loads(out.read_text())
+    assert data["ground_truth_renders"]["shape"] == 1.0 and set(data["word_influence"]) == {"color", "shape", "motion", "background"}
+    partial = load_script("toy_partial_noise")
+    assert partial.main(["--model", folder, "--limit", "1", "--steps", "1", "--levels", "0.5",
+                         "--output-json", str(tmp_path / "p.json")]) == 0
