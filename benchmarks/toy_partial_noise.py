@@ -27,13 +27,13 @@ from motiontune.backbones import load_backbone
 from motiontune.data.video_io import to_uint8_frames
 from motiontune.errors import ConfigError
 from motiontune.toyworld.demo import toy_model_path
-from motiontune.toyworld.render import render, video_to_tensor
+from motiontune.toyworld.render import video_to_tensor
 from motiontune.toyworld.training import load_dit_checkpoint
-from motiontune.toyworld.world import CaptionFields, caption, sample_scene
+from motiontune.toyworld.world import CaptionFields, caption
 
 sys.path.insert(0, os.path.dirname(__file__))
 from results_doc import replace_section  # noqa: E402
-from toy_quality import score  # noqa: E402
+from toy_quality import prompt_clip, score  # noqa: E402
 
 
 def sigma_grid(steps: int, shift: float) -> np.ndarray:
@@ -95,8 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     prompts = [caption(f) for f in fields]
     rng = np.random.default_rng(args.seed)
     clips = torch.stack([
-        video_to_tensor(render(sample_scene(rng, "base", motions=[f.motion], colors=[f.color], shapes=[f.shape], backgrounds=[f.background]),
-                               *spec.default_size))
+        video_to_tensor(prompt_clip(rng, f, spec.default_size))
         for f in fields
     ]).to(spec.device)
     t0 = time.time()

@@ -36,6 +36,12 @@ sys.path.insert(0, os.path.dirname(__file__))
 from results_doc import replace_section, upsert_row  # noqa: E402
 
 
+def prompt_clip(rng: np.random.Generator, f: CaptionFields, size: tuple[int, int, int]) -> np.ndarray:
+    """A ground-truth render (uint8 frames of ``size`` = (frames, height, width)) of a random scene of the prompt ``f``."""
+    scene = sample_scene(rng, "base", motions=[f.motion], colors=[f.color], shapes=[f.shape], backgrounds=[f.background])
+    return render(scene, *size)
+
+
 def score(videos: list, fields: list[CaptionFields]) -> dict[str, float]:
     """Oracle accuracies of ``videos`` (uint8 frames, or the oracle's analyses of them) for their prompts."""
     hits = {"color": [], "shape": [], "background": [], "motion_direction": [], "heldout_motion_appears": [], "found": []}
@@ -88,8 +94,7 @@ def word_influence(spec, fields: list[CaptionFields], level: float = 0.7, seed: 
     gen = torch.Generator().manual_seed(seed)
     out: dict[str, list[float]] = {k: [] for k in values}
     for f in fields:
-        clip = render(sample_scene(rng, "base", motions=[f.motion], colors=[f.color], shapes=[f.shape], backgrounds=[f.background]),
-                      *spec.default_size)
+        clip = prompt_clip(rng, f, spec.default_size)
         x0 = spec.encode_video(video_to_tensor(clip)[None].to(spec.device)).float()
         x_t = (1 - level) * x0 + level * torch.randn(x0.shape, generator=gen).to(x0)
         t = torch.full((1,), level * spec.schedule.num_train_timesteps, device=x0.device)
@@ -136,8 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     seconds = time.time() - t0
     generated = [to_uint8_frames(v) for v in videos]
     rng = np.random.default_rng(args.seed)
-    truth = [render(sample_scene(rng, "base", motions=[f.motion], colors=[f.color], shapes=[f.shape], backgrounds=[f.background]),
-                    *spec.default_size) for f in fields]
+    truth = [prompt_clip(rng, f, spec.default_size) for f in fields]
     analyses = [as_analysis(v) for v in generated]  # read once, for the scores and the confusion tables
     model_scores, truth_scores = score(analyses, fields), score(truth, fields)
     rc = SamplingConfig(num_inference_steps=args.steps, guidance_scale=args.guidance).resolved(spec)
