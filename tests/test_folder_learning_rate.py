@@ -43,6 +43,15 @@ def test_folder_learning_rate_applies_unless_a_rate_is_given(folder, tmp_path):
     assert json.loads((out / "motiontune.json").read_text())["config"]["learning_rate"] == 2e-4
 
 
+def test_train_returns_the_recipe_it_trained(folder, tmp_path):
+    spec = load_backbone(str(folder))
+    result = api.train(str(folder), videos=[_clip()], captions=CAPTION, output_dir=str(tmp_path / "a"), steps=1, progress=False,
+                       checkpoint_every=0, num_frames=9, height=32, width=32, recipe="lora", spec=spec)
+    assert result.recipe.name == "lora"
+    assert Trainer.read_metadata(str(tmp_path / "a"))["training"]["learning_rate"] == 0.003  # the folder's rate
+    assert result.recipe.trainable_parameters() and any("lora" in n for n, _ in spec.denoiser.named_parameters())
+
+
 def test_no_folder_default_keeps_the_recipe_rate(tiny_model_dir):
     spec = load_backbone(tiny_model_dir("wan"))
     assert spec.default_learning_rate is None

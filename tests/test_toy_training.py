@@ -167,3 +167,50 @@ def test_toy_training_at_another_frame_size(tmp_path, capsys):
             training.main(args)
         assert exc.value.code == 2 and "frame_size" in capsys.readouterr().err
     assert not (tmp_path / "w").exists()
+
+
+def test_swapped_shape_inputs_in_the_bank(tmp_path, capsys):
+    """dit_swap stores each clip again with another shape; the clips themselves do not change, and
+    the bank hands swapped inputs to captioned samples only."""
+    import pytest
+
+    from motiontune.errors import ConfigError
+    from motiontune.toyworld.world import SHAPES
+
+    plain, swapped = tmp_path / "plain", tmp_path / "swapped"
+    assert run(plain, "--stage", "bank") == 0
+    # the same VAE in both folders, so that the latents can be compared
+    import shutil
+
+    swapped.mkdir()
+    shutil.copytree(plain / "vae", swapped / "vae")
+    assert run(swapped, "--stage", "bank", "--set", "dit_swap=0.5") == 0
+    a = training.load_tensors(str(plain / "bank.safetensors"))
+    b = training.load_tensors(str(swapped / "bank.safetensors"))
+    assert "swapped" not in a and torch.equal(a["latents"], b["latents"])
+    assert b["swapped"].shape == b["latents"].shape
+    assert all(not torch.equal(x, y) for x, y in zip(b["swapped"], b["latents"]))
+    # the swapped clip is the same scene with another shape
+    import numpy as np
+
+    scene = training.sample_scene(np.random.default_rng(5), "base")
+    other = training.swapped_shape(scene, np.random.default_rng(0))
+    assert other.shape in SHAPES and other.shape != scene.shape
+    assert (other.color, other.motion, other.background, other.size, other.seed) == (scene.color, scene.motion, scene.background, scene.size, scene.seed)
+    bank = training.LatentBank(str(swapped), caption_dropout=0.5, swap=1.0, swap_levels=(0.3, 1.0))
+    samples = bank.draw("video", torch.Generator().manual_seed(0), 64)
+    captioned = [s for s in samples if s.caption]
+    assert 0 < len(captioned) < 64
+    assert all(s.input_latents is not None and s.input_levels == (0.3, 1.0) for s in captioned)
+    assert all(s.input_latents is None for s in samples if not s.caption)
+    assert any(torch.equal(captioned[0].input_latents, bank.swapped[i]) for i, c in enumerate(bank.captions) if c == captioned[0].caption)
+    with pytest.raises(ConfigError, match="shape-swapped latents"):
+        training.LatentBank(str(plain), caption_dropout=0.0, swap=0.5)
+    capsys.readouterr()
+    assert run(plain, "--set", "dit_swap=0.5") == 2  # one-line error; the bank is kept
+    assert "shape-swapped latents" in capsys.readouterr().err and (plain / "bank.safetensors").is_file()
+    for bad in ("dit_swap=1.5", "dit_swap_levels=0.9,0.2", "dit_swap_levels=half"):
+        with pytest.raises(SystemExit) as exc:
+            run(tmp_path / "refused", "--set", bad)
+        assert exc.value.code == 2
+    assert not (tmp_path / "refused").exists()

@@ -91,6 +91,62 @@ def test_schedules_recover_x0():
         assert torch.allclose(rec, x0, atol=1e-4), type(sched).__name__
 
 
+def test_target_for_inverts_the_x0_estimate():
+    x0, n, other = torch.randn(2, 4, 3, 4, 4), torch.randn(2, 4, 3, 4, 4), torch.randn(2, 4, 3, 4, 4)
+    for sched, t in ((FlowMatchSchedule(), torch.tensor([100.0, 900.0])), (DDPMSchedule(scaled_linear_alphas_cumprod(), "epsilon"), torch.tensor([100, 900])),
+                     (DDPMSchedule(scaled_linear_alphas_cumprod(), "v_prediction"), torch.tensor([100, 900]))):
+        xt = sched.add_noise(x0, n, t)
+        # from the clip's own noisy input it is the ordinary target
+        assert torch.allclose(sched.target_for(xt, x0, t), sched.target(x0, n, t), atol=1e-4), type(sched).__name__
+        # from another clip's noisy input, its x0 estimate is still x0
+        x_other = sched.add_noise(other, n, t)
+        assert torch.allclose(sched.predict_x0(x_other, sched.target_for(x_other, x0, t), t), x0, atol=1e-4), type(sched).__name__
+    with pytest.raises(ConfigError):
+        FlowMatchSchedule().target_for(x0, x0, torch.tensor([0.0, 500.0]))
+
+
+def test_input_latents_change_the_noisy_input_within_their_levels(tiny_model_dir, tmp_path):
+    """Samples with input_latents are noised from those at levels within input_levels and trained
+    towards their own latents (target_for); at other levels they train as usual."""
+    spec = load_backbone(tiny_model_dir("wan"))
+    z = spec.encode_video(VIDEO[None]).float()[0]
+    other = torch.randn_like(z)
+    seen = []
+    orig = spec.predict
+
+    def spy(x, t, cond, **kw):
+        seen.append((x.detach().clone(), t.clone()))
+        return orig(x, t, cond, **kw)
+
+    spec.predict = spy
+    recipe = make_recipe("lora", rank=2, attention=("joint",))
+    captured = []
+    orig_losses = recipe.losses
+
+    def losses(ctx):
+        captured.append(ctx)
+        return orig_losses(ctx)
+
+    recipe.losses = losses
+    sample = Sample(None, "x", latents=z, input_latents=other, input_levels=(0.5, 1.0))
+    cfg = TrainConfig(output_dir=str(tmp_path), steps=12, progress=False, checkpoint_every=0, batch_size=1)
+    Trainer(spec, recipe, TrainingData([sample]), cfg).train()
+    sched = spec.schedule
+    high = low = 0
+    for (x_t, t), ctx in zip(seen, captured):
+        level = float(t[0]) / sched.num_train_timesteps
+        source = other if level >= 0.5 else z
+        assert torch.allclose(x_t[0], sched.add_noise(source[None], ctx.noise, t)[0], atol=1e-5)
+        assert torch.allclose(ctx.target, sched.target_for(x_t, z[None], t), atol=1e-4)
+        assert torch.allclose(ctx.x0[0], z)
+        high, low = high + (level >= 0.5), low + (level < 0.5)
+    assert high and low  # both kinds of step were exercised
+    with pytest.raises(ConfigError):
+        Sample(None, "x", latents=z, input_latents=other[:, :1])
+    with pytest.raises(ConfigError):
+        Sample(None, "x", latents=z, input_latents=other, input_levels=(0.8, 0.2))
+
+
 def test_training_only_uses_timesteps_in_range(tiny_model_dir, tmp_path):
     seen = []
     spec = load_backbone(tiny_model_dir("wan"))

@@ -31,6 +31,12 @@ class Sample:
     #: per-element weights of the diffusion loss over the latents, broadcastable to (C, f, h, w)
     #: (e.g. (1, f, h, w) to stress the subject); None weighs every element equally
     loss_weight: torch.Tensor | None = None
+    #: clean latents (C, f, h, w) the noisy training input is made from instead of ``latents``; the
+    #: model is still trained to produce ``latents`` (e.g. a clip of another shape, so that the
+    #: caption, not the noisy input, has to decide it). Used only at noise levels (fractions of the
+    #: schedule's timesteps) within ``input_levels``; None trains on ``latents`` alone
+    input_latents: torch.Tensor | None = None
+    input_levels: tuple[float, float] = (0.0, 1.0)
 
     def __post_init__(self) -> None:
         want = 4 if self.kind == "video" else 3
@@ -38,6 +44,12 @@ class Sample:
             raise ConfigError(f"sample kind must be 'video' or 'image', not {self.kind!r}")
         if self.loss_weight is not None and (self.loss_weight.ndim != 4 or bool((self.loss_weight < 0).any())):
             raise ConfigError(f"{self.source}: loss_weight must be a non-negative (C or 1, f, h, w) tensor, got shape {tuple(self.loss_weight.shape)}")
+        if self.input_latents is not None:
+            if self.latents is None or self.input_latents.shape != self.latents.shape:
+                raise ConfigError(f"{self.source}: input_latents need latents of the same shape")
+            lo, hi = self.input_levels
+            if not 0.0 <= lo <= hi <= 1.0:
+                raise ConfigError(f"{self.source}: input_levels must satisfy 0 <= low <= high <= 1, got {self.input_levels}")
         if self.pixels is None:
             if self.latents is None:
                 raise ConfigError(f"{self.source}: a sample needs pixels or latents")

@@ -131,6 +131,12 @@ class NoiseSchedule:
     def predict_x0(self, x_t: torch.Tensor, output: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
+    def target_for(self, x_t: torch.Tensor, x0: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """The model output whose x0 estimate (:meth:`predict_x0`) from ``x_t`` is ``x0``: the
+        inverse of ``predict_x0``. Equal to :meth:`target` when ``x_t`` was made from ``x0``; used
+        when the noisy input was made from another clip than the one to be produced."""
+        raise NotImplementedError
+
     def sample_timesteps(
         self,
         batch: int,
@@ -196,6 +202,11 @@ class FlowMatchSchedule(NoiseSchedule):
     def predict_noise(self, x_t: torch.Tensor, output: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         return x_t + (1 - _bcast(self.sigma(t), x_t)) * output
 
+    def target_for(self, x_t: torch.Tensor, x0: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        if bool((t <= 0).any()):
+            raise ConfigError("target_for needs noise levels above 0")
+        return (x_t - x0) / _bcast(self.sigma(t), x_t)
+
     def _shift(self, u: torch.Tensor) -> torch.Tensor:
         if self.shift == 1.0:
             return u
@@ -241,6 +252,12 @@ class DDPMSchedule(NoiseSchedule):
         if self.prediction_type == "epsilon":
             return output
         return s1 * x_t + sa * output
+
+    def target_for(self, x_t: torch.Tensor, x0: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        sa, s1 = self._coeffs(t, x_t)
+        if self.prediction_type == "epsilon":
+            return (x_t - sa * x0) / s1
+        return (sa * x_t - x0) / s1
 
     def _to_timesteps(self, t: torch.Tensor) -> torch.Tensor:
         return t.round().clamp(0, self.num_train_timesteps - 1).long()

@@ -100,7 +100,6 @@ def run_demo(
     from motiontune import api
     from motiontune.backbones import load_backbone
     from motiontune.data.video_io import read_video, to_uint8_frames
-    from motiontune.recipes import make_recipe
     from motiontune.toyworld.metrics import score_video
     from motiontune.toyworld.world import caption
 
@@ -114,14 +113,11 @@ def run_demo(
     reference = read_video(ref_path).frames
     spec = load_backbone("toy")
     f, h, w = spec.default_size
-    settings = dict(recipe_settings or {})
-    if spec.default_learning_rate is not None:
-        settings.setdefault("learning_rate", spec.default_learning_rate)  # the model folder's recommendation
-    rec = make_recipe(recipe, **settings)
     adapter_dir = os.path.join(output_dir, "adapter")
-    api.train("toy", videos=[ref_path], captions=ref_caption, output_dir=adapter_dir, recipe=rec, spec=spec,
-              num_frames=f, height=h, width=w, steps=steps, seed=seed, progress=progress, resume=False,
-              checkpoint_every=0)
+    # by name, so that api.train applies the model folder's default_learning_rate as everywhere else
+    rec = api.train("toy", videos=[ref_path], captions=ref_caption, output_dir=adapter_dir, recipe=recipe, spec=spec,
+                    recipe_settings=recipe_settings, num_frames=f, height=h, width=w, steps=steps, seed=seed,
+                    progress=progress, resume=False, checkpoint_every=0).recipe
     prompts = target_prompts()
     tuned = api.generate(prompts, spec=spec, recipe=rec, output_dir=os.path.join(output_dir, "customized"),
                          formats=("mp4", "gif"), seed=seed, progress=progress)

@@ -26,7 +26,7 @@ import os
 import shutil
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 import torch
@@ -104,6 +104,13 @@ class ToyModelConfig:
     #: like the subject mask; 0: none). A model trained with the subject weight alone drew every
     #: shape as a round blob: its prediction barely depended on the shape word (docs/toyworld.md)
     dit_shape_weight: float = 0.0
+    #: fraction of the captioned samples whose noisy input is made from the same clip with another
+    #: shape (stored in the latent bank), the target staying the captioned clip, at noise levels
+    #: within dit_swap_levels ("low,high", fractions of the 1000 timesteps). A model trained on its
+    #: own clips alone keeps the shape it sees in its noisy input, and in generation sees a blob:
+    #: with swapped inputs, only the caption tells the shape (0: off)
+    dit_swap: float = 0.0
+    dit_swap_levels: str = "0.3,1.0"
     checkpoint_every: int = 200
     # sampling defaults written with the model
     sample_steps: int = 30
@@ -178,13 +185,19 @@ def latent_grid_mask(mask: torch.Tensor, temporal: int, spatial: int) -> torch.T
     return torch.nn.functional.max_pool2d(frames[:, None], spatial)[:, 0][None]
 
 
+def swapped_shape(scene, rng: np.random.Generator):
+    """``scene`` with another shape (drawn from ``rng``) at the same centroid path and area."""
+    others = [s for s in SHAPES if s != scene.shape]
+    return replace(scene, shape=others[int(rng.integers(len(others)))])
+
+
 def _render_batch(
     rng: np.random.Generator, n: int, frames: int, split: str = "all", exclude=None, masks: bool = False, contrast: bool = False,
-    size: int = FRAME_SIZE,
-) -> tuple[torch.Tensor, list[str]] | tuple[torch.Tensor, list[str], torch.Tensor, torch.Tensor | None]:
-    """Clips of one split (and, with ``masks``, their (F, H, W) subject masks and, with ``contrast``,
-    their shape-contrast maps; None without)."""
-    clips, caps, subjects, contrasts = [], [], [], []
+    size: int = FRAME_SIZE, swap_rng: np.random.Generator | None = None,
+) -> tuple[torch.Tensor, list[str]] | tuple[torch.Tensor, list[str], torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+    """Clips of one split (and, with ``masks``, their (F, H, W) subject masks, with ``contrast``
+    their shape-contrast maps and, with ``swap_rng``, the same clips with another shape; None without)."""
+    clips, caps, subjects, contrasts, swaps = [], [], [], [], []
     while len(clips) < n:
         scene = sample_scene(rng, split)
         if exclude and (scene.color, scene.shape, scene.motion, scene.background) in exclude:
@@ -196,8 +209,11 @@ def _render_batch(
             subjects.append(_subject_mask(scene, video))
         if contrast:
             contrasts.append(torch.from_numpy(shape_contrast(scene, frames, size, size)))
+        if swap_rng is not None:
+            swaps.append(video_to_tensor(render(swapped_shape(scene, swap_rng), frames, size, size)))
     if masks:
-        return torch.stack(clips), caps, torch.stack(subjects), torch.stack(contrasts) if contrast else None
+        return (torch.stack(clips), caps, torch.stack(subjects), torch.stack(contrasts) if contrast else None,
+                torch.stack(swaps) if swaps else None)
     return torch.stack(clips), caps
 
 
@@ -319,16 +335,20 @@ def build_bank(cfg: ToyModelConfig, work: str, vae, device: str = "cpu", progres
     std = zs.std(dim=(0, 2, 3, 4)).clamp_min(1e-3)
     vae.register_to_config(latents_mean=mean.tolist(), latents_std=std.tolist())
     vae.save_pretrained(os.path.join(work, "vae"))
-    latents, captions, subjects, shapes = [], [], [], []
+    latents, captions, subjects, shapes, swapped = [], [], [], [], []
+    # the swapped shapes come from a stream of their own, so the bank's clips do not depend on them
+    swap_rng = np.random.default_rng([cfg.seed, 3]) if cfg.dit_swap > 0 else None
     temporal, spatial = int(vae.config.scale_factor_temporal), int(vae.config.scale_factor_spatial)
     bar = tqdm(total=cfg.bank_size, desc="toy latent bank", disable=not progress, dynamic_ncols=True)
     while len(captions) < cfg.bank_size:
         # the shape maps (rendering every clip with the three other shapes) double the bank's time: only when used
-        x, caps, masks, contrasts = _render_batch(rng, min(64, cfg.bank_size - len(captions)), NUM_FRAMES, split="base",
-                                                  exclude=exclude, masks=True, contrast=cfg.dit_shape_weight > 0, size=cfg.frame_size)
-        z = vae.encode(x.to(device)).latent_dist.mode().cpu()
-        z = (z - mean.view(1, -1, 1, 1, 1)) / std.view(1, -1, 1, 1, 1)
-        latents.append(z.half())
+        x, caps, masks, contrasts, swaps = _render_batch(
+            rng, min(64, cfg.bank_size - len(captions)), NUM_FRAMES, split="base", exclude=exclude, masks=True,
+            contrast=cfg.dit_shape_weight > 0, size=cfg.frame_size, swap_rng=swap_rng)
+        for clips, out in ((x, latents), (swaps, swapped)):
+            if clips is not None:
+                z = vae.encode(clips.to(device)).latent_dist.mode().cpu()
+                out.append(((z - mean.view(1, -1, 1, 1, 1)) / std.view(1, -1, 1, 1, 1)).half())
         subjects.append(torch.stack([latent_grid_mask(m, temporal, spatial) for m in masks]).to(torch.uint8))
         if contrasts is not None:
             shapes.append(torch.stack([(latent_grid_mask(c, temporal, spatial) * 255).round() for c in contrasts]).to(torch.uint8))
@@ -337,10 +357,13 @@ def build_bank(cfg: ToyModelConfig, work: str, vae, device: str = "cpu", progres
     bar.close()
     atomic_write_text(os.path.join(work, "bank.json"), json.dumps({"captions": captions}))
     # "subject": where the subject is on the latent grid, for the subject-weighted loss (dit_fg_weight);
-    # "shape": where its shape shows (0..255), for the shape-weighted loss (dit_shape_weight > 0 only)
+    # "shape": where its shape shows (0..255), for the shape-weighted loss (dit_shape_weight > 0 only);
+    # "swapped": the same clips with another shape, for swapped inputs (dit_swap > 0 only)
     tensors = {"latents": torch.cat(latents), "subject": torch.cat(subjects)}
     if shapes:
         tensors["shape"] = torch.cat(shapes)
+    if swapped:
+        tensors["swapped"] = torch.cat(swapped)
     save_tensors(tensors, path)
     return path
 
@@ -350,7 +373,8 @@ class LatentBank(DataSource):
 
     cacheable = False
 
-    def __init__(self, work: str, caption_dropout: float, fg_weight: float = 0.0, shape_weight: float = 0.0):
+    def __init__(self, work: str, caption_dropout: float, fg_weight: float = 0.0, shape_weight: float = 0.0,
+                 swap: float = 0.0, swap_levels: tuple[float, float] = (0.0, 1.0)):
         tensors = load_tensors(os.path.join(work, "bank.safetensors"))
         self.latents = tensors["latents"]
         with open(os.path.join(work, "bank.json"), encoding="utf-8") as fh:
@@ -360,8 +384,13 @@ class LatentBank(DataSource):
         self.shape_weight = shape_weight
         self.subject = tensors.get("subject")
         self.shape = tensors.get("shape")
+        self.swapped = tensors.get("swapped")
+        self.swap, self.swap_levels = swap, tuple(swap_levels)
+        if not 0.0 <= swap <= 1.0:
+            raise ConfigError(f"dit_swap={swap}: must be a fraction in [0, 1]")
         for name, value, maps, what in (("dit_fg_weight", fg_weight, self.subject, "subject masks"),
-                                        ("dit_shape_weight", shape_weight, self.shape, "shape-contrast maps")):
+                                        ("dit_shape_weight", shape_weight, self.shape, "shape-contrast maps"),
+                                        ("dit_swap", swap, self.swapped, "shape-swapped latents")):
             if value > 0 and maps is None:
                 raise ConfigError(f"{name}={value} needs {what} in the latent bank; {work}/bank.safetensors has none (delete it to rebuild)")
 
@@ -378,9 +407,12 @@ class LatentBank(DataSource):
     def draw(self, kind: str, generator: torch.Generator, n: int) -> list[Sample]:
         idx = torch.randint(len(self.captions), (n,), generator=generator)
         drop = torch.rand(n, generator=generator) < self.caption_dropout
+        # without a caption nothing tells the shape: swapped inputs only for captioned samples
+        swap = (torch.rand(n, generator=generator) < self.swap) & ~drop if self.swap > 0 else torch.zeros(n, dtype=torch.bool)
         return [
-            Sample(None, "" if d else self.captions[int(i)], "video", "bank", latents=self.latents[int(i)], loss_weight=self._weight(int(i)))
-            for i, d in zip(idx, drop)
+            Sample(None, "" if d else self.captions[int(i)], "video", "bank", latents=self.latents[int(i)], loss_weight=self._weight(int(i)),
+                   input_latents=self.swapped[int(i)] if w else None, input_levels=self.swap_levels)
+            for i, d, w in zip(idx, drop, swap)
         ]
 
 
@@ -426,8 +458,19 @@ def train_dit(cfg: ToyModelConfig, work: str, pipeline: str, device: str = "cpu"
         warmup_steps=cfg.dit_warmup, lr_schedule="cosine", checkpoint_every=cfg.checkpoint_every,
         keep_checkpoints=2, progress=progress, max_grad_norm=1.0,
     )
-    Trainer(spec, recipe, LatentBank(work, cfg.caption_dropout, cfg.dit_fg_weight, cfg.dit_shape_weight), tc, {"size": [NUM_FRAMES, cfg.frame_size, cfg.frame_size]}).train()
+    bank = LatentBank(work, cfg.caption_dropout, cfg.dit_fg_weight, cfg.dit_shape_weight, cfg.dit_swap, swap_levels(cfg))
+    Trainer(spec, recipe, bank, tc, {"size": [NUM_FRAMES, cfg.frame_size, cfg.frame_size]}).train()
     return spec
+
+
+def swap_levels(cfg: ToyModelConfig) -> tuple[float, float]:
+    try:
+        low, high = (float(v) for v in cfg.dit_swap_levels.split(","))
+    except ValueError:
+        raise ConfigError(f"dit_swap_levels={cfg.dit_swap_levels!r}: expected LOW,HIGH") from None
+    if not 0.0 <= low <= high <= 1.0:
+        raise ConfigError(f"dit_swap_levels={cfg.dit_swap_levels!r}: expected 0 <= LOW <= HIGH <= 1")
+    return low, high
 
 
 def load_dit_checkpoint(spec, checkpoint: str) -> None:
@@ -503,7 +546,10 @@ def restore(source: str, work: str) -> None:
 
 
 def check_config(cfg: ToyModelConfig) -> None:
-    """Refuse a frame size the VAE and the transformer's patch cannot tile (ConfigError)."""
+    """Refuse a frame size the VAE and the transformer's patch cannot tile, and bad swap settings (ConfigError)."""
+    swap_levels(cfg)
+    if not 0.0 <= cfg.dit_swap <= 1.0:
+        raise ConfigError(f"dit_swap={cfg.dit_swap}: must be a fraction in [0, 1]")
     levels = len(cfg.vae_dim_mult.split(",")) - 1
     latent = cfg.frame_size / 2**levels
     patch = [int(p) for p in cfg.patch_size.split(",")]

@@ -118,6 +118,8 @@ class TrainResult:
     losses: list[float]
     seconds: float
     resumed_from: int = 0
+    #: the trained recipe, still applied to the backbone spec it was trained on
+    recipe: "Recipe | None" = None
 
 
 def _step_seed(seed: int, step: int, rank: int) -> int:
@@ -168,7 +170,9 @@ class Trainer:
         self.world = self.accelerator.num_processes
 
     # ------------------------------------------------------------------ data
-    def _draw(self, kind: str, gen: torch.Generator) -> tuple[torch.Tensor, dict[str, torch.Tensor], torch.Tensor | None]:
+    def _draw(self, kind: str, gen: torch.Generator) -> tuple[torch.Tensor, dict[str, torch.Tensor], torch.Tensor | None, tuple | None]:
+        """x0, the condition, loss weights (or None) and, when some sample brings its own noisy-input
+        latents, (input latents, low, high levels per sample) (else None)."""
         samples: list[Sample] = self.data.draw(kind, gen, self.config.batch_size)
         weight = None
         if any(s.loss_weight is not None for s in samples):
@@ -187,7 +191,12 @@ class Trainer:
                 x0 = self.spec.encode_video(pixels).float()
         conds = [self.cache.prompt(s.caption) for s in samples]
         cond = {k: torch.cat([c[k] for c in conds]).to(self.spec.device) for k in conds[0]}
-        return x0.to(self.spec.device), cond, weight
+        inputs = None
+        if any(s.input_latents is not None for s in samples):
+            x_in = torch.stack([(s.latents if s.input_latents is None else s.input_latents).float() for s in samples])
+            levels = torch.tensor([s.input_levels if s.input_latents is not None else (2.0, 2.0) for s in samples], dtype=torch.float32)
+            inputs = (x_in.to(self.spec.device), levels[:, 0], levels[:, 1])
+        return x0.to(self.spec.device), cond, weight, inputs
 
     # ------------------------------------------------------------------ one step
     def _lr_factor(self, step: int) -> float:
@@ -212,7 +221,7 @@ class Trainer:
             if kind == "video" and self._images_only:
                 kind = "image"  # appearance customization from reference images alone
             self.recipe.on_step_start(step, kind)
-            x0, cond, weight = self._draw(kind, gen)
+            x0, cond, weight, inputs = self._draw(kind, gen)
             noise = torch.randn(x0.shape, generator=gen).to(x0)
             ts = cfg.timestep_settings(step)
             if hasattr(self.schedule, "shift"):
@@ -222,6 +231,16 @@ class Trainer:
             )
             x_t = self.schedule.add_noise(x0, noise, t)
             target = self.schedule.target(x0, noise, t)
+            if inputs is not None:
+                # samples with their own input latents, at levels within their band: noisy input made
+                # from those latents, target the output whose x0 estimate is the sample's own latents
+                x_in, low, high = inputs
+                level = t.float().cpu() / self.schedule.num_train_timesteps
+                use = ((level >= low) & (level <= high) & (level > 0)).to(x0.device).view(-1, *([1] * (x0.ndim - 1)))
+                if bool(use.any()):
+                    x_alt = self.schedule.add_noise(x_in, noise, t)
+                    x_t = torch.where(use, x_alt, x_t)
+                    target = torch.where(use, self.schedule.target_for(x_alt, x0, t.clamp_min(1e-6) if t.is_floating_point() else t), target)
             with self.accelerator.autocast():
                 pred = self.spec.predict(x_t, t, cond)
             ctx = LossContext(self.spec, kind, x0, noise, x_t, t, cond, pred.float(), target.float(), step, {"generator": gen}, weight)
@@ -320,7 +339,7 @@ class Trainer:
         self.accelerator.wait_for_everyone()
         if cfg.tensorboard:
             self.accelerator.end_training()
-        return TrainResult(cfg.output_dir, cfg.steps, loss, losses, time.time() - began, start)
+        return TrainResult(cfg.output_dir, cfg.steps, loss, losses, time.time() - began, start, self.recipe)
 
     def save_final(self) -> None:
         meta = {
