@@ -214,3 +214,45 @@ def test_swapped_shape_inputs_in_the_bank(tmp_path, capsys):
             run(tmp_path / "refused", "--set", bad)
         assert exc.value.code == 2
     assert not (tmp_path / "refused").exists()
+
+
+def test_tune_stage_goes_on_from_the_dit_stage_and_is_exported(tmp_path):
+    from motiontune.backbones import load_backbone
+    from motiontune.recipes import load_recipe
+
+    work, model = tmp_path / "work", tmp_path / "model"
+    assert run(work, "--set", "tune_steps=2", "--set", "tune_swap=1.0", "--export", str(model)) == 0
+    assert "swapped" in training.load_tensors(str(work / "bank.safetensors"))  # the tune stage's swapped inputs
+    assert (work / "pipeline-tune" / "model_index.json").is_file()
+    tune_meta = json.loads((work / "tune" / "motiontune.json").read_text())
+    assert tune_meta["training"]["steps"] == 2 and tune_meta["config"]["learning_rate"] == 3e-4
+    # pipeline-tune holds the dit stage's final transformer
+    dit = load_backbone(str(work / "pipeline"), family="wan")
+    load_recipe(str(work / "dit"), dit)
+    start = dict(load_backbone(str(work / "pipeline-tune"), family="wan").denoiser.named_parameters())
+    assert all(torch.equal(p, start[n]) for n, p in dit.denoiser.named_parameters() if n in start)
+    # the exported transformer is the tune stage's, not the dit stage's
+    exported = dict(load_backbone(str(model), family="wan").denoiser.named_parameters())
+    assert any(not torch.equal(p, exported[n]) for n, p in dit.denoiser.named_parameters() if n in exported)
+    tuned = load_backbone(str(work / "pipeline-tune"), family="wan")
+    load_recipe(str(work / "tune"), tuned)
+    assert all(torch.equal(p, exported[n]) for n, p in tuned.denoiser.named_parameters() if n in exported)
+    # a snapshot keeps both stages' last checkpoints and the tune pipeline
+    snap = tmp_path / "snap"
+    assert training.main(["--work-dir", str(work), "--snapshot", str(snap)]) == 0
+    assert (snap / "pipeline-tune" / "model_index.json").is_file()
+    assert os.listdir(snap / "dit" / "checkpoints") == ["step-000003"] and os.listdir(snap / "tune" / "checkpoints") == ["step-000002"]
+    # a tune stage needs a finished dit stage
+    with_no_dit = tmp_path / "nodit"
+    import shutil
+
+    shutil.copytree(work, with_no_dit)
+    shutil.rmtree(with_no_dit / "pipeline-tune")
+    shutil.rmtree(with_no_dit / "dit")
+    cfg = training.config_from_settings(TINY + ["tune_steps=2"])
+    try:
+        training.tune_pipeline(cfg, str(with_no_dit), str(with_no_dit / "pipeline"))
+    except training.ConfigError as err:
+        assert "finished dit stage" in str(err)
+    else:
+        raise AssertionError("a tune stage started without a finished dit stage")

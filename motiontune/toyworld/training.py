@@ -111,6 +111,13 @@ class ToyModelConfig:
     #: with swapped inputs, only the caption tells the shape (0: off)
     dit_swap: float = 0.0
     dit_swap_levels: str = "0.3,1.0"
+    #: a second transformer stage ("tune", 0 steps: none) that goes on from the dit stage's final
+    #: weights with its own warm-up and cosine schedule, the dit stage's settings, and tune_swap as
+    #: the fraction of swapped inputs (dit_swap_levels)
+    tune_steps: int = 0
+    tune_lr: float = 3e-4
+    tune_warmup: int = 50
+    tune_swap: float = 0.5
     checkpoint_every: int = 200
     # sampling defaults written with the model
     sample_steps: int = 30
@@ -337,7 +344,7 @@ def build_bank(cfg: ToyModelConfig, work: str, vae, device: str = "cpu", progres
     vae.save_pretrained(os.path.join(work, "vae"))
     latents, captions, subjects, shapes, swapped = [], [], [], [], []
     # the swapped shapes come from a stream of their own, so the bank's clips do not depend on them
-    swap_rng = np.random.default_rng([cfg.seed, 3]) if cfg.dit_swap > 0 else None
+    swap_rng = np.random.default_rng([cfg.seed, 3]) if uses_swap(cfg) else None
     temporal, spatial = int(vae.config.scale_factor_temporal), int(vae.config.scale_factor_spatial)
     bar = tqdm(total=cfg.bank_size, desc="toy latent bank", disable=not progress, dynamic_ncols=True)
     while len(captions) < cfg.bank_size:
@@ -444,23 +451,57 @@ def write_defaults(cfg: ToyModelConfig, folder: str) -> None:
     }, indent=1))
 
 
-def train_dit(cfg: ToyModelConfig, work: str, pipeline: str, device: str = "cpu", progress: bool = True):
+def uses_swap(cfg: ToyModelConfig) -> bool:
+    """Whether a transformer stage trains on shape-swapped inputs (the bank then stores them)."""
+    return cfg.dit_swap > 0 or (cfg.tune_steps > 0 and cfg.tune_swap > 0)
+
+
+def train_dit(cfg: ToyModelConfig, work: str, pipeline: str, device: str = "cpu", progress: bool = True, stage: str = "dit"):
+    """Train the transformer stage ``dit`` (from the pipeline's initial weights) or ``tune`` (from the
+    dit stage's final weights, saved as WORK/pipeline-tune) into WORK/<stage>."""
     from motiontune.backbones import load_backbone
     from motiontune.recipes import make_recipe
     from motiontune.training.trainer import Trainer, TrainConfig
 
+    if stage == "tune":
+        pipeline = tune_pipeline(cfg, work, pipeline, device)
+        steps, lr, warmup, swap = cfg.tune_steps, cfg.tune_lr, cfg.tune_warmup, cfg.tune_swap
+    else:
+        steps, lr, warmup, swap = cfg.dit_steps, cfg.dit_lr, cfg.dit_warmup, cfg.dit_swap
     spec = load_backbone(pipeline, family="wan", device=device)
-    recipe = make_recipe("full", attention=("all",), learning_rate=cfg.dit_lr)
-    phases = [{"from_step": cfg.dit_late_from, "distribution": cfg.dit_late_timesteps, "shift": cfg.dit_late_shift}] if cfg.dit_late_from > 0 else []
+    recipe = make_recipe("full", attention=("all",), learning_rate=lr)
+    phases = [{"from_step": cfg.dit_late_from, "distribution": cfg.dit_late_timesteps, "shift": cfg.dit_late_shift}] \
+        if cfg.dit_late_from > 0 and stage == "dit" else []
     tc = TrainConfig(
-        output_dir=os.path.join(work, "dit"), steps=cfg.dit_steps, batch_size=cfg.dit_batch, seed=cfg.seed,
+        output_dir=os.path.join(work, stage), steps=steps, batch_size=cfg.dit_batch, seed=cfg.seed + (1 if stage == "tune" else 0),
         timestep_distribution=cfg.dit_timesteps, train_shift=cfg.dit_shift, timestep_phases=phases,
-        warmup_steps=cfg.dit_warmup, lr_schedule="cosine", checkpoint_every=cfg.checkpoint_every,
+        warmup_steps=warmup, lr_schedule="cosine", checkpoint_every=cfg.checkpoint_every,
         keep_checkpoints=2, progress=progress, max_grad_norm=1.0,
     )
-    bank = LatentBank(work, cfg.caption_dropout, cfg.dit_fg_weight, cfg.dit_shape_weight, cfg.dit_swap, swap_levels(cfg))
+    bank = LatentBank(work, cfg.caption_dropout, cfg.dit_fg_weight, cfg.dit_shape_weight, swap, swap_levels(cfg))
     Trainer(spec, recipe, bank, tc, {"size": [NUM_FRAMES, cfg.frame_size, cfg.frame_size]}).train()
     return spec
+
+
+def tune_pipeline(cfg: ToyModelConfig, work: str, pipeline: str, device: str = "cpu") -> str:
+    """WORK/pipeline-tune: the assembled pipeline with the dit stage's final transformer."""
+    from motiontune.backbones import load_backbone
+    from motiontune.recipes import load_recipe
+
+    folder = os.path.join(work, "pipeline-tune")
+    if os.path.isfile(os.path.join(folder, "model_index.json")):
+        return folder
+    final = os.path.join(work, "dit", "motiontune.json")  # written when the stage finishes
+    if not os.path.isfile(final):
+        raise ConfigError(f"the tune stage starts from the finished dit stage; {final} is missing")
+    spec = load_backbone(pipeline, family="wan", device=device)
+    load_recipe(os.path.join(work, "dit"), spec)
+    tmp = folder + ".tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    spec.pipe.save_pretrained(tmp, safe_serialization=True)
+    write_defaults(cfg, tmp)
+    os.replace(tmp, folder)
+    return folder
 
 
 def swap_levels(cfg: ToyModelConfig) -> tuple[float, float]:
@@ -495,8 +536,12 @@ def export(cfg: ToyModelConfig, work: str, target: str) -> str:
     from motiontune.backbones import load_backbone
     from motiontune.recipes import load_recipe
 
-    spec = load_backbone(os.path.join(work, "pipeline"), family="wan")
-    load_recipe(os.path.join(work, "dit"), spec)
+    if cfg.tune_steps > 0:
+        spec = load_backbone(os.path.join(work, "pipeline-tune"), family="wan")
+        load_recipe(os.path.join(work, "tune"), spec)
+    else:
+        spec = load_backbone(os.path.join(work, "pipeline"), family="wan")
+        load_recipe(os.path.join(work, "dit"), spec)
     tmp = target.rstrip("/") + ".tmp-export"
     shutil.rmtree(tmp, ignore_errors=True)
     spec.pipe.save_pretrained(tmp, safe_serialization=True)
@@ -507,13 +552,13 @@ def export(cfg: ToyModelConfig, work: str, target: str) -> str:
     return target
 
 
-SNAPSHOT_ITEMS = ("config.json", "vae", "vae-train.safetensors", "vae-train.safetensors.json", "pipeline")
+SNAPSHOT_ITEMS = ("config.json", "vae", "vae-train.safetensors", "vae-train.safetensors.json", "pipeline", "pipeline-tune")
 
 
 def snapshot(work: str, target: str) -> str:
     """Copy what a later run needs to resume (all but the latent bank, which is rebuilt
-    deterministically from the VAE) into ``target``: the VAE, the assembled pipeline and the
-    latest transformer checkpoint."""
+    deterministically from the VAE) into ``target``: the VAE, the assembled pipelines and the
+    latest checkpoint of each transformer stage (a finished stage's last checkpoint is its final weights)."""
     from motiontune.training.checkpoint import latest_checkpoint
 
     tmp = target.rstrip("/") + ".tmp-snapshot"
@@ -525,9 +570,10 @@ def snapshot(work: str, target: str) -> str:
             shutil.copytree(src, os.path.join(tmp, item))
         elif os.path.isfile(src):
             shutil.copy2(src, os.path.join(tmp, item))
-    ckpt = latest_checkpoint(os.path.join(work, "dit"))
-    if ckpt:
-        shutil.copytree(ckpt, os.path.join(tmp, "dit", "checkpoints", os.path.basename(ckpt)))
+    for stage in ("dit", "tune"):
+        ckpt = latest_checkpoint(os.path.join(work, stage))
+        if ckpt:
+            shutil.copytree(ckpt, os.path.join(tmp, stage, "checkpoints", os.path.basename(ckpt)))
     if os.path.isdir(target):
         shutil.rmtree(target)
     os.replace(tmp, target)
@@ -548,8 +594,11 @@ def restore(source: str, work: str) -> None:
 def check_config(cfg: ToyModelConfig) -> None:
     """Refuse a frame size the VAE and the transformer's patch cannot tile, and bad swap settings (ConfigError)."""
     swap_levels(cfg)
-    if not 0.0 <= cfg.dit_swap <= 1.0:
-        raise ConfigError(f"dit_swap={cfg.dit_swap}: must be a fraction in [0, 1]")
+    for name in ("dit_swap", "tune_swap"):
+        if not 0.0 <= getattr(cfg, name) <= 1.0:
+            raise ConfigError(f"{name}={getattr(cfg, name)}: must be a fraction in [0, 1]")
+    if cfg.tune_steps < 0:
+        raise ConfigError(f"tune_steps={cfg.tune_steps}: must be 0 (no tune stage) or more")
     levels = len(cfg.vae_dim_mult.split(",")) - 1
     latent = cfg.frame_size / 2**levels
     patch = [int(p) for p in cfg.patch_size.split(",")]
@@ -579,7 +628,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work-dir", default=os.path.expanduser("~/.cache/motiontune/toy-train"))
     parser.add_argument("--export", default=None, help="folder to write the finished model to")
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--stage", choices=["all", "vae", "bank", "dit", "export"], default="all")
+    parser.add_argument("--stage", choices=["all", "vae", "bank", "dit", "tune", "export"], default="all")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a ToyModelConfig field")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--resume-from", default=None, help="snapshot folder to seed the work folder from")
@@ -616,8 +665,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.stage == "bank":
             return 0
         pipeline = assemble_pipeline(cfg, args.work_dir, vae)
-        if args.stage in ("all", "dit"):
+        if args.stage in ("all", "dit", "tune"):
             train_dit(cfg, args.work_dir, pipeline, args.device)
+        if cfg.tune_steps > 0 and args.stage in ("all", "tune"):
+            train_dit(cfg, args.work_dir, pipeline, args.device, stage="tune")
         if args.export and args.stage in ("all", "export"):
             export(cfg, args.work_dir, args.export)
             print(f"toy model written to {args.export}")
