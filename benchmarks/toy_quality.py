@@ -158,6 +158,10 @@ def main(argv: list[str] | None = None) -> int:
         # a training checkpoint: one row of the by-step table, keyed by its step
         name = os.path.basename(os.path.normpath(args.weights))
         step = name.rsplit("step-", 1)[-1]
+        # a checkpoint of the tune stage (WORK/tune/checkpoints/step-N) is named as such
+        parts = os.path.normpath(args.weights).split(os.sep)
+        if len(parts) >= 3 and parts[-2] == "checkpoints" and parts[-3] == "tune":
+            step = f"tune {step}"
         # keyed by the transformer's patch as well, so that runs of different designs keep their own rows
         patch = "x".join(str(int(v)) for v in spec.denoiser.config.patch_size)
         intro = (

@@ -214,6 +214,15 @@ def test_toy_quality_of_training_checkpoints_fills_a_table_by_step(tiny_toy, tmp
     patch = "x".join(str(v) for v in spec.denoiser.config.patch_size)
     rows = [line for line in section.splitlines() if line.startswith(f"| {patch} / ")]
     assert [r.split("|")[1].strip() for r in rows] == [f"{patch} / 000200", f"{patch} / 000400"]  # one row per step, sorted
+    # a checkpoint of the tune stage keeps a row of its own beside the dit stage's of the same step
+    ck = tmp_path / "tune" / "checkpoints" / "step-000200"
+    ck.mkdir(parents=True)
+    save_tensors(weights, str(ck / "adapter.safetensors"))
+    assert quality.main(["--model", tiny_toy, "--weights", str(ck), "--limit", "2", "--steps", "2",
+                         "--append-results", str(results_doc)]) == 0
+    section = results_doc.read_text()[results_doc.read_text().index("## Toy model quality by training step"):]
+    rows = [line.split("|")[1].strip() for line in section.splitlines() if line.startswith(f"| {patch} / ")]
+    assert f"{patch} / tune 000200" in rows and f"{patch} / 000200" in rows and len(rows) == 3
     assert "kept" in text
     # the same weights loaded through the helper reproduce the model exactly; a foreign file is refused
     spec2 = load_backbone(tiny_toy, family="wan")

@@ -473,7 +473,7 @@ def train_dit(cfg: ToyModelConfig, work: str, pipeline: str, device: str = "cpu"
     phases = [{"from_step": cfg.dit_late_from, "distribution": cfg.dit_late_timesteps, "shift": cfg.dit_late_shift}] \
         if cfg.dit_late_from > 0 and stage == "dit" else []
     tc = TrainConfig(
-        output_dir=os.path.join(work, stage), steps=steps, batch_size=cfg.dit_batch, seed=cfg.seed + (1 if stage == "tune" else 0),
+        output_dir=os.path.join(work, stage), steps=steps, batch_size=cfg.dit_batch, seed=cfg.seed,
         timestep_distribution=cfg.dit_timesteps, train_shift=cfg.dit_shift, timestep_phases=phases,
         warmup_steps=warmup, lr_schedule="cosine", checkpoint_every=cfg.checkpoint_every,
         keep_checkpoints=2, progress=progress, max_grad_norm=1.0,
