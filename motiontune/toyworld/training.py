@@ -10,6 +10,9 @@ Stages (each resumable; run ``python -m motiontune.toyworld.training --help``):
 3. ``dit``: the WanTransformer3DModel is trained on the bank with motiontune's own trainer
    (the ``full`` recipe over the whole denoiser, flow matching, 10% empty captions for
    classifier-free guidance); checkpoints and resume are the trainer's.
+   ``tune`` (when ``tune_steps`` > 0): the transformer goes on from the dit stage's final
+   weights with its own warm-up and cosine schedule, a fraction of its noisy inputs made from the
+   same clip with another shape (``tune_swap``), so that the caption has to decide the shape.
 4. ``export``: the pipeline is saved in diffusers layout (safetensors) with
    ``motiontune_defaults.json`` and the split files, loadable as ``--backbone toy``.
 
@@ -552,12 +555,13 @@ def export(cfg: ToyModelConfig, work: str, target: str) -> str:
     return target
 
 
-SNAPSHOT_ITEMS = ("config.json", "vae", "vae-train.safetensors", "vae-train.safetensors.json", "pipeline", "pipeline-tune")
+#: (pipeline-tune is left out: it is rebuilt from the dit stage's last checkpoint)
+SNAPSHOT_ITEMS = ("config.json", "vae", "vae-train.safetensors", "vae-train.safetensors.json", "pipeline")
 
 
 def snapshot(work: str, target: str) -> str:
     """Copy what a later run needs to resume (all but the latent bank, which is rebuilt
-    deterministically from the VAE) into ``target``: the VAE, the assembled pipelines and the
+    deterministically from the VAE) into ``target``: the VAE, the assembled pipeline and the
     latest checkpoint of each transformer stage (a finished stage's last checkpoint is its final weights)."""
     from motiontune.training.checkpoint import latest_checkpoint
 
