@@ -9,7 +9,7 @@ from motiontune.toyworld import training
 
 TINY = ["z_dim=4", "vae_base_dim=4", "text_dim=16", "heads=2", "head_dim=12", "layers=1", "ffn_dim=32", "vae_steps=2",
         "vae_batch=1", "bank_size=8", "heldin_prompts=4", "dit_steps=3", "dit_batch=2", "dit_warmup=1",
-        "checkpoint_every=1", "sample_steps=2"]
+        "checkpoint_every=1", "sample_steps=2", "tune_steps=0"]
 
 
 def run(work, *extra):
