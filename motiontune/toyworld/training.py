@@ -541,12 +541,10 @@ def export(cfg: ToyModelConfig, work: str, target: str) -> str:
     from motiontune.backbones import load_backbone
     from motiontune.recipes import load_recipe
 
-    if cfg.tune_steps > 0:
-        spec = load_backbone(os.path.join(work, "pipeline-tune"), family="wan")
-        load_recipe(os.path.join(work, "tune"), spec)
-    else:
-        spec = load_backbone(os.path.join(work, "pipeline"), family="wan")
-        load_recipe(os.path.join(work, "dit"), spec)
+    # the last transformer stage: its weights over the pipeline it started from
+    pipeline, stage = ("pipeline-tune", "tune") if cfg.tune_steps > 0 else ("pipeline", "dit")
+    spec = load_backbone(os.path.join(work, pipeline), family="wan")
+    load_recipe(os.path.join(work, stage), spec)
     tmp = target.rstrip("/") + ".tmp-export"
     shutil.rmtree(tmp, ignore_errors=True)
     spec.pipe.save_pretrained(tmp, safe_serialization=True)
