@@ -264,3 +264,46 @@ def test_tune_stage_goes_on_from_the_dit_stage_and_is_exported(tmp_path):
         assert "finished dit stage" in str(err)
     else:
         raise AssertionError("a tune stage started without a finished dit stage")
+
+
+def test_short_batches_are_prefixes_of_the_bank_clips(tmp_path, capsys):
+    """dit_short_fraction: some batches hold only the first latent frames of every clip (a causal
+    VAE's encoding of the clip's first frames), with the loss weights and swapped inputs cut alike."""
+    import pytest
+
+    from motiontune.errors import ConfigError
+    from motiontune.utils.files import save_tensors
+
+    g = torch.Generator().manual_seed(0)
+    save_tensors({"latents": torch.randn(6, 4, 9, 16, 16, generator=g),
+                  "subject": (torch.rand(6, 1, 9, 16, 16, generator=g) > 0.8).to(torch.uint8),
+                  "swapped": torch.randn(6, 4, 9, 16, 16, generator=g)}, str(tmp_path / "bank.safetensors"))
+    (tmp_path / "bank.json").write_text(json.dumps({"captions": [f"clip {i}" for i in range(6)]}))
+    bank = training.LatentBank(str(tmp_path), 0.0, fg_weight=2.0, swap=1.0, short_fraction=1.0, short_frames=3)
+    for s in bank.draw("video", torch.Generator().manual_seed(1), 8):
+        i = bank.captions.index(s.caption)
+        assert s.latents.shape == (4, 3, 16, 16) and torch.equal(s.latents, bank.latents[i][:, :3])
+        assert torch.equal(s.loss_weight, 1.0 + 2.0 * bank.subject[i][:, :3].float())
+        assert torch.equal(s.input_latents, bank.swapped[i][:, :3])
+    half = training.LatentBank(str(tmp_path), 0.0, short_fraction=0.5, short_frames=2)
+    lengths = []
+    for k in range(40):
+        frames = {s.latents.shape[1] for s in half.draw("video", torch.Generator().manual_seed(k), 4)}
+        assert len(frames) == 1  # one length per batch
+        lengths.append(frames.pop())
+    assert set(lengths) == {2, 9} and 10 < lengths.count(2) < 30
+    for kwargs in ({"short_fraction": 1.5}, {"short_fraction": 0.5, "short_frames": 9}, {"short_fraction": 0.5, "short_frames": 0}):
+        with pytest.raises(ConfigError, match="dit_short"):
+            training.LatentBank(str(tmp_path), 0.0, **kwargs)
+    with pytest.raises(ConfigError, match="tune_swap"):  # the error names the setting that asked for swaps
+        save_tensors({"latents": torch.zeros(2, 4, 9, 16, 16)}, str(tmp_path / "bank.safetensors"))
+        training.LatentBank(str(tmp_path), 0.0, swap=0.5, swap_name="tune_swap")
+    for bad in ("dit_short_fraction=2", "dit_short_frames=9"):
+        with pytest.raises(SystemExit) as exc:
+            run(tmp_path / "refused", "--set", "dit_short_fraction=0.5", "--set", bad)
+        assert exc.value.code == 2 and "dit_short" in capsys.readouterr().err
+    assert not (tmp_path / "refused").exists()
+    # a tiny run trains on mixed lengths end to end
+    assert run(tmp_path / "work", "--set", "dit_short_fraction=0.5", "--set", "dit_short_frames=1", "--set", "dit_steps=4") == 0
+    state = json.loads((tmp_path / "work" / "dit" / "checkpoints" / "step-000004" / "state.json").read_text())
+    assert state["step"] == 4

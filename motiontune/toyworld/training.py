@@ -123,6 +123,12 @@ class ToyModelConfig:
     tune_lr: float = 3e-4
     tune_warmup: int = 50
     tune_swap: float = 0.5
+    #: share of the transformer steps (both stages) whose batch holds only the first
+    #: dit_short_frames latent frames of each clip (0: none). The Wan VAE is causal, so a prefix of a
+    #: clip's latents is the encoding of the clip's first frames: a short batch is a real, shorter
+    #: clip (3 latent frames = 5 frames) at about a third of the tokens and cost of a full one
+    dit_short_fraction: float = 0.0
+    dit_short_frames: int = 3
     checkpoint_every: int = 200
     # sampling defaults written with the model
     sample_steps: int = 30
@@ -386,7 +392,8 @@ class LatentBank(DataSource):
     cacheable = False
 
     def __init__(self, work: str, caption_dropout: float, fg_weight: float = 0.0, shape_weight: float = 0.0,
-                 swap: float = 0.0, swap_levels: tuple[float, float] = (0.0, 1.0)):
+                 swap: float = 0.0, swap_levels: tuple[float, float] = (0.0, 1.0), swap_name: str = "dit_swap",
+                 short_fraction: float = 0.0, short_frames: int = 3):
         tensors = load_tensors(os.path.join(work, "bank.safetensors"))
         self.latents = tensors["latents"]
         with open(os.path.join(work, "bank.json"), encoding="utf-8") as fh:
@@ -398,11 +405,17 @@ class LatentBank(DataSource):
         self.shape = tensors.get("shape")
         self.swapped = tensors.get("swapped")
         self.swap, self.swap_levels = swap, tuple(swap_levels)
+        self.short_fraction, self.short_frames = short_fraction, short_frames
+        frames = self.latents.shape[2]
         if not 0.0 <= swap <= 1.0:
-            raise ConfigError(f"dit_swap={swap}: must be a fraction in [0, 1]")
+            raise ConfigError(f"{swap_name}={swap}: must be a fraction in [0, 1]")
+        if not 0.0 <= short_fraction <= 1.0:
+            raise ConfigError(f"dit_short_fraction={short_fraction}: must be a fraction in [0, 1]")
+        if short_fraction > 0 and not 1 <= short_frames < frames:
+            raise ConfigError(f"dit_short_frames={short_frames}: must be from 1 to {frames - 1} (the bank's clips have {frames} latent frames)")
         for name, value, maps, what in (("dit_fg_weight", fg_weight, self.subject, "subject masks"),
                                         ("dit_shape_weight", shape_weight, self.shape, "shape-contrast maps"),
-                                        ("dit_swap", swap, self.swapped, "shape-swapped latents")):
+                                        (swap_name, swap, self.swapped, "shape-swapped latents")):
             if value > 0 and maps is None:
                 raise ConfigError(f"{name}={value} needs {what} in the latent bank; {work}/bank.safetensors has none (delete it to rebuild)")
 
@@ -421,9 +434,15 @@ class LatentBank(DataSource):
         drop = torch.rand(n, generator=generator) < self.caption_dropout
         # without a caption nothing tells the shape: swapped inputs only for captioned samples
         swap = (torch.rand(n, generator=generator) < self.swap) & ~drop if self.swap > 0 else torch.zeros(n, dtype=torch.bool)
+        # one length per batch: the first latent frames of every clip (the causal VAE's encoding of a shorter clip)
+        frames = self.short_frames if self.short_fraction > 0 and float(torch.rand(1, generator=generator)) < self.short_fraction else None
+
+        def cut(t: torch.Tensor | None) -> torch.Tensor | None:
+            return t if t is None or frames is None else t[:, :frames]
+
         return [
-            Sample(None, "" if d else self.captions[int(i)], "video", "bank", latents=self.latents[int(i)], loss_weight=self._weight(int(i)),
-                   input_latents=self.swapped[int(i)] if w else None, input_levels=self.swap_levels)
+            Sample(None, "" if d else self.captions[int(i)], "video", "bank", latents=cut(self.latents[int(i)]), loss_weight=cut(self._weight(int(i))),
+                   input_latents=cut(self.swapped[int(i)]) if w else None, input_levels=self.swap_levels)
             for i, d, w in zip(idx, drop, swap)
         ]
 
@@ -483,7 +502,9 @@ def train_dit(cfg: ToyModelConfig, work: str, pipeline: str, device: str = "cpu"
         warmup_steps=warmup, lr_schedule="cosine", checkpoint_every=cfg.checkpoint_every,
         keep_checkpoints=2, progress=progress, max_grad_norm=1.0,
     )
-    bank = LatentBank(work, cfg.caption_dropout, cfg.dit_fg_weight, cfg.dit_shape_weight, swap, swap_levels(cfg))
+    bank = LatentBank(work, cfg.caption_dropout, cfg.dit_fg_weight, cfg.dit_shape_weight, swap, swap_levels(cfg),
+                      swap_name="tune_swap" if stage == "tune" else "dit_swap",
+                      short_fraction=cfg.dit_short_fraction, short_frames=cfg.dit_short_frames)
     Trainer(spec, recipe, bank, tc, {"size": [NUM_FRAMES, cfg.frame_size, cfg.frame_size]}).train()
     return spec
 
@@ -596,11 +617,15 @@ def restore(source: str, work: str) -> None:
 
 
 def check_config(cfg: ToyModelConfig) -> None:
-    """Refuse a frame size the VAE and the transformer's patch cannot tile, and bad swap settings (ConfigError)."""
+    """Refuse a frame size the VAE and the transformer's patch cannot tile, and bad swap or short-batch settings (ConfigError)."""
     swap_levels(cfg)
-    for name in ("dit_swap", "tune_swap"):
+    for name in ("dit_swap", "tune_swap", "dit_short_fraction"):
         if not 0.0 <= getattr(cfg, name) <= 1.0:
             raise ConfigError(f"{name}={getattr(cfg, name)}: must be a fraction in [0, 1]")
+    latent_frames = (NUM_FRAMES - 1) // 2 + 1  # the VAE's causal 2x temporal compression
+    if cfg.dit_short_fraction > 0 and not 1 <= cfg.dit_short_frames < latent_frames:
+        raise ConfigError(f"dit_short_frames={cfg.dit_short_frames}: must be from 1 to {latent_frames - 1} "
+                          f"(a clip has {latent_frames} latent frames)")
     if cfg.tune_steps < 0:
         raise ConfigError(f"tune_steps={cfg.tune_steps}: must be 0 (no tune stage) or more")
     levels = len(cfg.vae_dim_mult.split(",")) - 1
