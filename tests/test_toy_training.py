@@ -307,3 +307,63 @@ def test_short_batches_are_prefixes_of_the_bank_clips(tmp_path, capsys):
     assert run(tmp_path / "work", "--set", "dit_short_fraction=0.5", "--set", "dit_short_frames=1", "--set", "dit_steps=4") == 0
     state = json.loads((tmp_path / "work" / "dit" / "checkpoints" / "step-000004" / "state.json").read_text())
     assert state["step"] == 4
+
+
+def test_blurred_inputs_in_the_bank(tmp_path, capsys):
+    """dit_blur/tune_blur: the bank gains each clip blurred (added to an existing bank too, its clips
+    unchanged), and captioned samples get blurred inputs at blur_levels."""
+    import numpy as np
+    import pytest
+
+    from diffusers import AutoencoderKLWan
+
+    from motiontune.errors import ConfigError
+    from motiontune.toyworld.oracle import corrupt
+
+    work = tmp_path / "work"
+    assert run(work, "--stage", "bank") == 0
+    before = training.load_tensors(str(work / "bank.safetensors"))
+    assert "blurred" not in before
+    cfg = training.config_from_settings(TINY + ["dit_blur=0.3"])
+    assert [training.caption(s) for s in training.bank_scenes(cfg)] == json.loads((work / "bank.json").read_text())["captions"]
+    assert run(work, "--stage", "bank", "--set", "dit_blur=0.3") == 0  # added to the existing bank
+    after = training.load_tensors(str(work / "bank.safetensors"))
+    assert torch.equal(after["latents"], before["latents"]) and after["blurred"].shape == before["latents"].shape
+    # clip 0 again by hand: its scene, blurred by its sigma, encoded and normalised like the bank
+    vae = AutoencoderKLWan.from_pretrained(str(work / "vae")).eval()
+    scene = training.bank_scenes(cfg)[0]
+    sigma = np.random.default_rng([cfg.seed, 4]).uniform(0.7, 1.5, cfg.bank_size)[0]
+    clip = training.video_to_tensor(corrupt(training.render(scene, 17, 32, 32), blur=float(sigma)))[None]
+    with torch.no_grad():
+        z = vae.encode(clip).latent_dist.mode()
+    mean = torch.tensor(vae.config.latents_mean).view(1, -1, 1, 1, 1)
+    std = torch.tensor(vae.config.latents_std).view(1, -1, 1, 1, 1)
+    assert torch.allclose(((z - mean) / std)[0].half().float(), after["blurred"][0].float(), atol=2e-2)
+    assert not torch.equal(after["blurred"][0], after["latents"][0])
+    bank = training.LatentBank(str(work), caption_dropout=0.3, blur=1.0, blur_levels=(0.0, 0.4))
+    samples = bank.draw("video", torch.Generator().manual_seed(0), 32)
+    for s in samples:
+        if s.caption:
+            i = bank.captions.index(s.caption)
+            assert s.input_levels == (0.0, 0.4) and torch.equal(s.input_latents, bank.blurred[i])
+        else:
+            assert s.input_latents is None
+    with pytest.raises(ConfigError, match="tune_blur"):
+        training.LatentBank(str(work), 0.0, blur=0.6, swap=0.5, blur_name="tune_blur")
+    import shutil
+
+    fresh = tmp_path / "fresh"  # a bank whose captions are not the clips these settings draw
+    shutil.copytree(work / "vae", fresh / "vae")
+    (fresh / "bank.json").write_text(json.dumps({"captions": ["another clip"] * 8}))
+    training.save_tensors({"latents": before["latents"]}, str(fresh / "bank.safetensors"))
+    capsys.readouterr()
+    assert run(fresh, "--stage", "bank", "--set", "dit_blur=0.3") == 2  # a bank of other clips: one line, kept
+    assert "does not hold the clips" in capsys.readouterr().err and "blurred" not in training.load_tensors(str(fresh / "bank.safetensors"))
+    for bad in (["tune_steps=5", "tune_swap=0.5", "tune_blur=0.6"], ["blur_levels=0.5,0.1"], ["blur_sigma=x"]):
+        args = []
+        for item in bad:
+            args += ["--set", item]
+        with pytest.raises(SystemExit) as exc:
+            run(tmp_path / "refused", *args)
+        assert exc.value.code == 2
+    assert not (tmp_path / "refused").exists()

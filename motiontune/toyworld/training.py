@@ -129,6 +129,15 @@ class ToyModelConfig:
     #: clip (3 latent frames = 5 frames) at about a third of the tokens and cost of a full one
     dit_short_fraction: float = 0.0
     dit_short_frames: int = 3
+    #: fraction of the captioned samples (dit stage: dit_blur, tune stage: tune_blur) whose noisy input
+    #: is made, at noise levels within blur_levels, from the same clip blurred by a Gaussian of
+    #: blur_sigma pixels (drawn per clip, "low,high"; stored in the bank), the target staying the sharp
+    #: clip: the model learns to sharpen what it has drawn at the end of sampling, where an input that
+    #: shows a rounded subject would otherwise be kept as it is
+    dit_blur: float = 0.0
+    tune_blur: float = 0.0
+    blur_levels: str = "0.0,0.5"
+    blur_sigma: str = "0.7,1.5"
     checkpoint_every: int = 200
     # sampling defaults written with the model
     sample_steps: int = 30
@@ -343,6 +352,8 @@ def build_bank(cfg: ToyModelConfig, work: str, vae, device: str = "cpu", progres
     """Latent statistics into the VAE config, then the encoded training bank."""
     path = os.path.join(work, "bank.safetensors")
     if os.path.isfile(path):
+        if uses_blur(cfg):
+            add_blurred(cfg, work, vae, device, progress)
         return path
     exclude = set(heldin_combinations(cfg))
     rng = np.random.default_rng([cfg.seed, 2])
@@ -383,7 +394,57 @@ def build_bank(cfg: ToyModelConfig, work: str, vae, device: str = "cpu", progres
     if swapped:
         tensors["swapped"] = torch.cat(swapped)
     save_tensors(tensors, path)
+    if uses_blur(cfg):
+        add_blurred(cfg, work, vae, device, progress)
     return path
+
+
+def bank_scenes(cfg: ToyModelConfig) -> list:
+    """The scenes of the latent bank, in its order: the draws of build_bank replayed (the 256 clips of
+    the latent statistics, then the base-split clips outside the held-in combinations)."""
+    exclude = set(heldin_combinations(cfg))
+    rng = np.random.default_rng([cfg.seed, 2])
+    for _ in range(256):
+        sample_scene(rng, "all")
+    scenes = []
+    while len(scenes) < cfg.bank_size:
+        scene = sample_scene(rng, "base")
+        if (scene.color, scene.shape, scene.motion, scene.background) not in exclude:
+            scenes.append(scene)
+    return scenes
+
+
+@torch.no_grad()
+def add_blurred(cfg: ToyModelConfig, work: str, vae, device: str = "cpu", progress: bool = True) -> None:
+    """Add to the bank, if it lacks them, its clips blurred by a Gaussian of ``blur_sigma`` pixels (one
+    sigma per clip, from an RNG stream of its own), encoded like the clips ("blurred")."""
+    from motiontune.toyworld.oracle import corrupt
+
+    path = os.path.join(work, "bank.safetensors")
+    tensors = load_tensors(path)
+    if "blurred" in tensors:
+        return
+    with open(os.path.join(work, "bank.json"), encoding="utf-8") as fh:
+        captions = json.load(fh)["captions"]
+    scenes = bank_scenes(cfg)
+    if [caption(s) for s in scenes] != captions:
+        raise ConfigError(f"{work}/bank.json does not hold the clips these settings draw (another seed, bank_size or "
+                          "held-in list?); delete bank.safetensors to rebuild the bank")
+    low, high = _pair(cfg, "blur_sigma", top=None)
+    sigmas = np.random.default_rng([cfg.seed, 4]).uniform(low, high, len(scenes))
+    mean = torch.tensor(vae.config.latents_mean).view(1, -1, 1, 1, 1)
+    std = torch.tensor(vae.config.latents_std).view(1, -1, 1, 1, 1)
+    blurred = []
+    bar = tqdm(total=len(scenes), desc="toy latent bank (blurred)", disable=not progress, dynamic_ncols=True)
+    for start in range(0, len(scenes), 64):
+        clips = torch.stack([video_to_tensor(corrupt(render(s, NUM_FRAMES, cfg.frame_size, cfg.frame_size), blur=float(sigma)))
+                             for s, sigma in zip(scenes[start:start + 64], sigmas[start:start + 64])])
+        z = vae.encode(clips.to(device)).latent_dist.mode().cpu()
+        blurred.append(((z - mean) / std).half())
+        bar.update(len(clips))
+    bar.close()
+    tensors["blurred"] = torch.cat(blurred)
+    save_tensors(tensors, path)
 
 
 class LatentBank(DataSource):
@@ -393,7 +454,8 @@ class LatentBank(DataSource):
 
     def __init__(self, work: str, caption_dropout: float, fg_weight: float = 0.0, shape_weight: float = 0.0,
                  swap: float = 0.0, swap_levels: tuple[float, float] = (0.0, 1.0), swap_name: str = "dit_swap",
-                 short_fraction: float = 0.0, short_frames: int = 3):
+                 short_fraction: float = 0.0, short_frames: int = 3, blur: float = 0.0,
+                 blur_levels: tuple[float, float] = (0.0, 0.5), blur_name: str = "dit_blur"):
         tensors = load_tensors(os.path.join(work, "bank.safetensors"))
         self.latents = tensors["latents"]
         with open(os.path.join(work, "bank.json"), encoding="utf-8") as fh:
@@ -404,18 +466,23 @@ class LatentBank(DataSource):
         self.subject = tensors.get("subject")
         self.shape = tensors.get("shape")
         self.swapped = tensors.get("swapped")
+        self.blurred = tensors.get("blurred")
+        self.blur, self.blur_levels = blur, tuple(blur_levels)
         self.swap, self.swap_levels = swap, tuple(swap_levels)
         self.short_fraction, self.short_frames = short_fraction, short_frames
         frames = self.latents.shape[2]
         if not 0.0 <= swap <= 1.0:
             raise ConfigError(f"{swap_name}={swap}: must be a fraction in [0, 1]")
+        if not 0.0 <= blur <= 1.0 - swap:
+            raise ConfigError(f"{blur_name}={blur}: must be a fraction in [0, 1 - {swap_name}] ({swap_name}={swap})")
         if not 0.0 <= short_fraction <= 1.0:
             raise ConfigError(f"dit_short_fraction={short_fraction}: must be a fraction in [0, 1]")
         if short_fraction > 0 and not 1 <= short_frames < frames:
             raise ConfigError(f"dit_short_frames={short_frames}: must be from 1 to {frames - 1} (the bank's clips have {frames} latent frames)")
         for name, value, maps, what in (("dit_fg_weight", fg_weight, self.subject, "subject masks"),
                                         ("dit_shape_weight", shape_weight, self.shape, "shape-contrast maps"),
-                                        (swap_name, swap, self.swapped, "shape-swapped latents")):
+                                        (swap_name, swap, self.swapped, "shape-swapped latents"),
+                                        (blur_name, blur, self.blurred, "blurred latents")):
             if value > 0 and maps is None:
                 raise ConfigError(f"{name}={value} needs {what} in the latent bank; {work}/bank.safetensors has none (delete it to rebuild)")
 
@@ -433,7 +500,9 @@ class LatentBank(DataSource):
         idx = torch.randint(len(self.captions), (n,), generator=generator)
         drop = torch.rand(n, generator=generator) < self.caption_dropout
         # without a caption nothing tells the shape: swapped inputs only for captioned samples
-        swap = (torch.rand(n, generator=generator) < self.swap) & ~drop if self.swap > 0 else torch.zeros(n, dtype=torch.bool)
+        which = torch.rand(n, generator=generator)
+        swap = (which < self.swap) & ~drop
+        blur = (which >= self.swap) & (which < self.swap + self.blur) & ~drop
         # one length per batch: the first latent frames of every clip (the causal VAE's encoding of a shorter clip)
         frames = self.short_frames if self.short_fraction > 0 and float(torch.rand(1, generator=generator)) < self.short_fraction else None
 
@@ -442,8 +511,9 @@ class LatentBank(DataSource):
 
         return [
             Sample(None, "" if d else self.captions[int(i)], "video", "bank", latents=cut(self.latents[int(i)]), loss_weight=cut(self._weight(int(i))),
-                   input_latents=cut(self.swapped[int(i)]) if w else None, input_levels=self.swap_levels)
-            for i, d, w in zip(idx, drop, swap)
+                   input_latents=cut(self.swapped[int(i)]) if w else cut(self.blurred[int(i)]) if b else None,
+                   input_levels=self.blur_levels if b else self.swap_levels)
+            for i, d, w, b in zip(idx, drop, swap, blur)
         ]
 
 
@@ -480,6 +550,11 @@ def uses_swap(cfg: ToyModelConfig) -> bool:
     return cfg.dit_swap > 0 or (cfg.tune_steps > 0 and cfg.tune_swap > 0)
 
 
+def uses_blur(cfg: ToyModelConfig) -> bool:
+    """Whether a transformer stage trains on blurred inputs (the bank then stores them)."""
+    return cfg.dit_blur > 0 or (cfg.tune_steps > 0 and cfg.tune_blur > 0)
+
+
 def train_dit(cfg: ToyModelConfig, work: str, pipeline: str, device: str = "cpu", progress: bool = True, stage: str = "dit"):
     """Train the transformer stage ``dit`` (from the pipeline's initial weights) or ``tune`` (from the
     dit stage's final weights, saved as WORK/pipeline-tune) into WORK/<stage>."""
@@ -489,9 +564,9 @@ def train_dit(cfg: ToyModelConfig, work: str, pipeline: str, device: str = "cpu"
 
     if stage == "tune":
         pipeline = tune_pipeline(cfg, work, pipeline, device)
-        steps, lr, warmup, swap = cfg.tune_steps, cfg.tune_lr, cfg.tune_warmup, cfg.tune_swap
+        steps, lr, warmup, swap, blur = cfg.tune_steps, cfg.tune_lr, cfg.tune_warmup, cfg.tune_swap, cfg.tune_blur
     else:
-        steps, lr, warmup, swap = cfg.dit_steps, cfg.dit_lr, cfg.dit_warmup, cfg.dit_swap
+        steps, lr, warmup, swap, blur = cfg.dit_steps, cfg.dit_lr, cfg.dit_warmup, cfg.dit_swap, cfg.dit_blur
     spec = load_backbone(pipeline, family="wan", device=device)
     recipe = make_recipe("full", attention=("all",), learning_rate=lr)
     phases = [{"from_step": cfg.dit_late_from, "distribution": cfg.dit_late_timesteps, "shift": cfg.dit_late_shift}] \
@@ -504,7 +579,8 @@ def train_dit(cfg: ToyModelConfig, work: str, pipeline: str, device: str = "cpu"
     )
     bank = LatentBank(work, cfg.caption_dropout, cfg.dit_fg_weight, cfg.dit_shape_weight, swap, swap_levels(cfg),
                       swap_name="tune_swap" if stage == "tune" else "dit_swap",
-                      short_fraction=cfg.dit_short_fraction, short_frames=cfg.dit_short_frames)
+                      short_fraction=cfg.dit_short_fraction, short_frames=cfg.dit_short_frames,
+                      blur=blur, blur_levels=_pair(cfg, "blur_levels"), blur_name="tune_blur" if stage == "tune" else "dit_blur")
     Trainer(spec, recipe, bank, tc, {"size": [NUM_FRAMES, cfg.frame_size, cfg.frame_size]}).train()
     return spec
 
@@ -530,14 +606,20 @@ def tune_pipeline(cfg: ToyModelConfig, work: str, pipeline: str, device: str = "
     return folder
 
 
-def swap_levels(cfg: ToyModelConfig) -> tuple[float, float]:
+def _pair(cfg: ToyModelConfig, name: str, top: float | None = 1.0) -> tuple[float, float]:
+    """A "low,high" setting as floats with 0 <= low <= high (<= top)."""
+    text = getattr(cfg, name)
     try:
-        low, high = (float(v) for v in cfg.dit_swap_levels.split(","))
+        low, high = (float(v) for v in text.split(","))
     except ValueError:
-        raise ConfigError(f"dit_swap_levels={cfg.dit_swap_levels!r}: expected LOW,HIGH") from None
-    if not 0.0 <= low <= high <= 1.0:
-        raise ConfigError(f"dit_swap_levels={cfg.dit_swap_levels!r}: expected 0 <= LOW <= HIGH <= 1")
+        raise ConfigError(f"{name}={text!r}: expected LOW,HIGH") from None
+    if not 0.0 <= low <= high or (top is not None and high > top):
+        raise ConfigError(f"{name}={text!r}: expected 0 <= LOW <= HIGH" + (f" <= {top:g}" if top is not None else ""))
     return low, high
+
+
+def swap_levels(cfg: ToyModelConfig) -> tuple[float, float]:
+    return _pair(cfg, "dit_swap_levels")
 
 
 def load_dit_checkpoint(spec, checkpoint: str) -> None:
@@ -619,9 +701,14 @@ def restore(source: str, work: str) -> None:
 def check_config(cfg: ToyModelConfig) -> None:
     """Refuse a frame size the VAE and the transformer's patch cannot tile, and bad swap or short-batch settings (ConfigError)."""
     swap_levels(cfg)
+    _pair(cfg, "blur_levels")
+    _pair(cfg, "blur_sigma", top=None)
     for name in ("dit_swap", "tune_swap", "dit_short_fraction"):
         if not 0.0 <= getattr(cfg, name) <= 1.0:
             raise ConfigError(f"{name}={getattr(cfg, name)}: must be a fraction in [0, 1]")
+    for blur, swap in (("dit_blur", "dit_swap"), ("tune_blur", "tune_swap")):
+        if not 0.0 <= getattr(cfg, blur) <= 1.0 - getattr(cfg, swap):
+            raise ConfigError(f"{blur}={getattr(cfg, blur)}: must be a fraction in [0, 1 - {swap}] ({swap}={getattr(cfg, swap)})")
     latent_frames = (NUM_FRAMES - 1) // 2 + 1  # the VAE's causal 2x temporal compression
     if cfg.dit_short_fraction > 0 and not 1 <= cfg.dit_short_frames < latent_frames:
         raise ConfigError(f"dit_short_frames={cfg.dit_short_frames}: must be from 1 to {latent_frames - 1} "
