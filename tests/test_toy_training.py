@@ -367,3 +367,36 @@ def test_blurred_inputs_in_the_bank(tmp_path, capsys):
             run(tmp_path / "refused", *args)
         assert exc.value.code == 2
     assert not (tmp_path / "refused").exists()
+
+
+def test_rounded_render_rounds_the_corners_only(tmp_path):
+    """rounded_render: the shape with rounded corners at full contrast; blur_round swaps that into the
+    bank's blurred clips, and changed blur settings rebuild them."""
+    import numpy as np
+
+    from motiontune.toyworld.oracle import analyze
+    from motiontune.toyworld.world import COLOR_RGB
+
+    scene = training.replace(training.sample_scene(np.random.default_rng(3), "base", shapes=["square"], motions=["still"]), size=0.35)
+    sharp, soft = training.render(scene), training.rounded_render(scene, 1.5)
+    a, b = analyze(sharp), analyze(soft)
+    assert (b.color, b.background) == (a.color, a.background) == (scene.color, scene.background)
+    # rounded corners move the oracle's fit from the square towards the circle
+    ratio = lambda v: v.shape_errors["circle"] / max(v.shape_errors["square"], 1e-9)  # noqa: E731
+    assert a.shape == "square" and ratio(b) < 0.5 * ratio(a)
+    # the centre stays the full colour and the centroid stays put; only the rim changes
+    cx, cy = (np.array(a.centers[0]) * 32).astype(int)
+    assert np.array_equal(soft[0, cy, cx], np.asarray(COLOR_RGB[scene.color], dtype=np.uint8))
+    assert np.allclose(a.centers, b.centers, atol=0.02)
+    changed = np.abs(soft.astype(int) - sharp.astype(int)).max(-1) > 0
+    assert 0 < changed.mean() < 0.05
+    assert np.array_equal(training.rounded_render(scene, 0.3)[0], training.rounded_render(scene, 0.3)[0])
+    # the bank: blur_round=1 makes every blurred clip a rounded one; new settings rebuild the tensor
+    work = tmp_path / "work"
+    assert run(work, "--stage", "bank", "--set", "dit_blur=0.3") == 0
+    first = training.load_tensors(str(work / "bank.safetensors"))["blurred"]
+    assert json.loads((work / "bank.json").read_text())["blurred"] == {"blur_sigma": "0.7,1.5", "blur_round": 0.0}
+    assert run(work, "--stage", "bank", "--set", "dit_blur=0.3", "--set", "blur_round=1") == 0
+    second = training.load_tensors(str(work / "bank.safetensors"))["blurred"]
+    assert json.loads((work / "bank.json").read_text())["blurred"]["blur_round"] == 1.0
+    assert second.shape == first.shape and not torch.equal(first, second)

@@ -138,6 +138,9 @@ class ToyModelConfig:
     tune_blur: float = 0.0
     blur_levels: str = "0.0,0.5"
     blur_sigma: str = "0.7,1.5"
+    #: share of those clips whose blurred subject is cut back to crisp edges (rounded_render): rounded
+    #: corners at full contrast, like the generated blobs, instead of soft edges
+    blur_round: float = 0.0
     checkpoint_every: int = 200
     # sampling defaults written with the model
     sample_steps: int = 30
@@ -415,36 +418,66 @@ def bank_scenes(cfg: ToyModelConfig) -> list:
 
 
 @torch.no_grad()
+def rounded_render(scene, sigma: float, num_frames: int = NUM_FRAMES, size: int = FRAME_SIZE) -> np.ndarray:
+    """``scene`` with its subject's coverage blurred by a Gaussian of ``sigma`` pixels, then cut back
+    to edges about a pixel wide around its half level: the shape with rounded corners (uint8 frames)."""
+    import cv2
+
+    from motiontune.toyworld.render import ground_truth, shape_coverage
+    from motiontune.toyworld.world import COLOR_RGB
+
+    truth = ground_truth(scene, num_frames, size, size)
+    coverage = shape_coverage(scene.shape, truth.centers * size, truth.widths * size, size, size)
+    gain = np.sqrt(2.0 * np.pi) * sigma  # the blurred edge's slope at its half level is 1 / gain per pixel
+    alpha = np.stack([np.clip(0.5 + (cv2.GaussianBlur(c, (0, 0), sigma) - 0.5) * gain, 0.0, 1.0) for c in coverage])
+    background = background_image(scene.background, size, size).astype(np.float32)
+    color = np.asarray(COLOR_RGB[scene.color], dtype=np.float32)
+    frames = background[None] + alpha[..., None] * (color - background)[None]
+    return np.clip(np.rint(frames), 0, 255).astype(np.uint8)
+
+
 def add_blurred(cfg: ToyModelConfig, work: str, vae, device: str = "cpu", progress: bool = True) -> None:
-    """Add to the bank, if it lacks them, its clips blurred by a Gaussian of ``blur_sigma`` pixels (one
-    sigma per clip, from an RNG stream of its own), encoded like the clips ("blurred")."""
+    """Add to the bank, unless it holds them for the same settings, its clips blurred by a Gaussian of
+    ``blur_sigma`` pixels (one sigma per clip, from an RNG stream of its own), ``blur_round`` of them
+    cut back to crisp edges (:func:`rounded_render`), encoded like the clips ("blurred")."""
     from motiontune.toyworld.oracle import corrupt
 
     path = os.path.join(work, "bank.safetensors")
-    tensors = load_tensors(path)
-    if "blurred" in tensors:
-        return
     with open(os.path.join(work, "bank.json"), encoding="utf-8") as fh:
-        captions = json.load(fh)["captions"]
+        meta = json.load(fh)
+    captions = meta["captions"]
+    settings = {"blur_sigma": cfg.blur_sigma, "blur_round": cfg.blur_round}
+    tensors = load_tensors(path)
+    if "blurred" in tensors and meta.get("blurred", {"blur_sigma": cfg.blur_sigma, "blur_round": 0.0}) == settings:
+        return
     scenes = bank_scenes(cfg)
     if [caption(s) for s in scenes] != captions:
         raise ConfigError(f"{work}/bank.json does not hold the clips these settings draw (another seed, bank_size or "
                           "held-in list?); delete bank.safetensors to rebuild the bank")
     low, high = _pair(cfg, "blur_sigma", top=None)
-    sigmas = np.random.default_rng([cfg.seed, 4]).uniform(low, high, len(scenes))
+    rng = np.random.default_rng([cfg.seed, 4])
+    sigmas = rng.uniform(low, high, len(scenes))
+    rounded = rng.random(len(scenes)) < cfg.blur_round
+
+    def degraded(scene, sigma: float, rounded_: bool) -> np.ndarray:
+        if rounded_:
+            return rounded_render(scene, sigma, NUM_FRAMES, cfg.frame_size)
+        return corrupt(render(scene, NUM_FRAMES, cfg.frame_size, cfg.frame_size), blur=sigma)
+
     mean = torch.tensor(vae.config.latents_mean).view(1, -1, 1, 1, 1)
     std = torch.tensor(vae.config.latents_std).view(1, -1, 1, 1, 1)
     blurred = []
     bar = tqdm(total=len(scenes), desc="toy latent bank (blurred)", disable=not progress, dynamic_ncols=True)
     for start in range(0, len(scenes), 64):
-        clips = torch.stack([video_to_tensor(corrupt(render(s, NUM_FRAMES, cfg.frame_size, cfg.frame_size), blur=float(sigma)))
-                             for s, sigma in zip(scenes[start:start + 64], sigmas[start:start + 64])])
+        clips = torch.stack([video_to_tensor(degraded(s, float(sigma), bool(r)))
+                             for s, sigma, r in zip(scenes[start:start + 64], sigmas[start:start + 64], rounded[start:start + 64])])
         z = vae.encode(clips.to(device)).latent_dist.mode().cpu()
         blurred.append(((z - mean) / std).half())
         bar.update(len(clips))
     bar.close()
     tensors["blurred"] = torch.cat(blurred)
     save_tensors(tensors, path)
+    atomic_write_text(os.path.join(work, "bank.json"), json.dumps({**meta, "blurred": settings}))
 
 
 class LatentBank(DataSource):
@@ -703,7 +736,7 @@ def check_config(cfg: ToyModelConfig) -> None:
     swap_levels(cfg)
     _pair(cfg, "blur_levels")
     _pair(cfg, "blur_sigma", top=None)
-    for name in ("dit_swap", "tune_swap", "dit_short_fraction"):
+    for name in ("dit_swap", "tune_swap", "dit_short_fraction", "blur_round"):
         if not 0.0 <= getattr(cfg, name) <= 1.0:
             raise ConfigError(f"{name}={getattr(cfg, name)}: must be a fraction in [0, 1]")
     for blur, swap in (("dit_blur", "dit_swap"), ("tune_blur", "tune_swap")):
