@@ -400,3 +400,21 @@ def test_rounded_render_rounds_the_corners_only(tmp_path):
     second = training.load_tensors(str(work / "bank.safetensors"))["blurred"]
     assert json.loads((work / "bank.json").read_text())["blurred"]["blur_round"] == 1.0
     assert second.shape == first.shape and not torch.equal(first, second)
+
+
+def test_until_stops_a_transformer_stage_and_the_next_run_goes_on(tmp_path, capsys):
+    import pytest
+
+    work = tmp_path / "work"
+    assert run(work, "--stage", "dit", "--set", "dit_steps=4", "--until", "2") == 0
+    assert "dit stage stopped at step 2 of 4" in capsys.readouterr().out
+    assert sorted(os.listdir(work / "dit" / "checkpoints")) == ["step-000001", "step-000002"]
+    assert not (work / "dit" / "motiontune.json").exists()
+    assert run(work, "--stage", "dit", "--set", "dit_steps=4") == 0
+    assert json.loads((work / "dit" / "checkpoints" / "step-000004" / "state.json").read_text())["step"] == 4
+    assert (work / "dit" / "motiontune.json").is_file()
+    for bad in (["--until", "0", "--stage", "dit"], ["--until", "3"]):  # a step, and a transformer stage to stop
+        with pytest.raises(SystemExit) as exc:
+            run(tmp_path / "refused", *bad)
+        assert exc.value.code == 2 and "--until" in capsys.readouterr().err
+    assert not (tmp_path / "refused").exists()

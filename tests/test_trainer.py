@@ -43,6 +43,32 @@ def test_interrupted_and_resumed_run_matches_uninterrupted(tiny_model_dir, tmp_p
             assert torch.equal(oa[i][key], ob[i][key])
 
 
+def test_stop_at_then_resume_matches_an_uninterrupted_cosine_run(tiny_model_dir, tmp_path):
+    """stop_at ends a run early on a checkpoint, with the schedule of all its steps; the rest resumes
+    from there and ends where an uninterrupted run ends."""
+    folder = tiny_model_dir("wan")
+    kw = {"lr_schedule": "cosine", "warmup_steps": 2}
+    full = _trainer(folder, tmp_path / "a", 8, **kw)
+    full.train()
+    part = _trainer(folder, tmp_path / "b", 8, stop_at=4, **kw)
+    result = part.train()
+    assert not result.finished and result.steps == 4 and len(result.losses) == 4
+    assert [s for s, _ in list_checkpoints(str(tmp_path / "b"))] == [3, 4]  # one of its own where it stopped
+    assert not os.path.exists(tmp_path / "b" / "motiontune.json")  # nothing final
+    again = _trainer(folder, tmp_path / "b", 8, stop_at=4, **kw).train()  # already there: no step, no new checkpoint
+    assert not again.finished and again.losses == [] and [s for s, _ in list_checkpoints(str(tmp_path / "b"))] == [3, 4]
+    resumed = _trainer(folder, tmp_path / "b", 8, **kw)
+    done = resumed.train()
+    assert done.finished and done.resumed_from == 4 and os.path.isfile(tmp_path / "b" / "motiontune.json")
+    a, b = full.recipe.state_dict(), resumed.recipe.state_dict()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    with pytest.raises(ConfigError, match="stop_at"):
+        TrainConfig(steps=8, stop_at=9)
+    with pytest.raises(ConfigError, match="stop_at"):
+        TrainConfig(steps=8, stop_at=0)
+
+
 def test_crash_during_checkpoint_keeps_previous(tiny_model_dir, tmp_path, monkeypatch):
     folder = tiny_model_dir("wan")
     tr = _trainer(folder, tmp_path / "c", 7)

@@ -588,9 +588,12 @@ def uses_blur(cfg: ToyModelConfig) -> bool:
     return cfg.dit_blur > 0 or (cfg.tune_steps > 0 and cfg.tune_blur > 0)
 
 
-def train_dit(cfg: ToyModelConfig, work: str, pipeline: str, device: str = "cpu", progress: bool = True, stage: str = "dit"):
+def train_dit(cfg: ToyModelConfig, work: str, pipeline: str, device: str = "cpu", progress: bool = True, stage: str = "dit",
+              until: int | None = None):
     """Train the transformer stage ``dit`` (from the pipeline's initial weights) or ``tune`` (from the
-    dit stage's final weights, saved as WORK/pipeline-tune) into WORK/<stage>."""
+    dit stage's final weights, saved as WORK/pipeline-tune) into WORK/<stage>; with ``until``, stop
+    after that step (checkpointed; the stage's schedule stays that of all its steps). Returns the
+    trainer's result."""
     from motiontune.backbones import load_backbone
     from motiontune.recipes import make_recipe
     from motiontune.training.trainer import Trainer, TrainConfig
@@ -608,14 +611,13 @@ def train_dit(cfg: ToyModelConfig, work: str, pipeline: str, device: str = "cpu"
         output_dir=os.path.join(work, stage), steps=steps, batch_size=cfg.dit_batch, seed=cfg.seed,
         timestep_distribution=cfg.dit_timesteps, train_shift=cfg.dit_shift, timestep_phases=phases,
         warmup_steps=warmup, lr_schedule="cosine", checkpoint_every=cfg.checkpoint_every,
-        keep_checkpoints=2, progress=progress, max_grad_norm=1.0,
+        keep_checkpoints=2, progress=progress, max_grad_norm=1.0, stop_at=None if until is None else min(until, steps),
     )
     bank = LatentBank(work, cfg.caption_dropout, cfg.dit_fg_weight, cfg.dit_shape_weight, swap, swap_levels(cfg),
                       swap_name="tune_swap" if stage == "tune" else "dit_swap",
                       short_fraction=cfg.dit_short_fraction, short_frames=cfg.dit_short_frames,
                       blur=blur, blur_levels=_pair(cfg, "blur_levels"), blur_name="tune_blur" if stage == "tune" else "dit_blur")
-    Trainer(spec, recipe, bank, tc, {"size": [NUM_FRAMES, cfg.frame_size, cfg.frame_size]}).train()
-    return spec
+    return Trainer(spec, recipe, bank, tc, {"size": [NUM_FRAMES, cfg.frame_size, cfg.frame_size]}).train()
 
 
 def tune_pipeline(cfg: ToyModelConfig, work: str, pipeline: str, device: str = "cpu") -> str:
@@ -782,6 +784,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--resume-from", default=None, help="snapshot folder to seed the work folder from")
     parser.add_argument("--snapshot", default=None, help="copy the resumable state to this folder and exit")
+    parser.add_argument("--until", type=int, default=None, metavar="STEP",
+                        help="with --stage dit or tune: stop that stage after this step (resumable; its schedule is unchanged)")
     args = parser.parse_args(argv)
     if args.snapshot:
         print(f"snapshot written to {snapshot(args.work_dir, args.snapshot)}")
@@ -792,6 +796,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     try:
+        if args.until is not None and (args.stage not in ("dit", "tune") or args.until < 1):
+            raise ConfigError(f"--until {args.until}: needs --stage dit or tune and a step of 1 or more")
         cfg = config_from_settings(args.set)
         check_config(cfg)
     except ConfigError as exc:
@@ -815,9 +821,15 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         pipeline = assemble_pipeline(cfg, args.work_dir, vae)
         if args.stage in ("all", "dit", "tune"):
-            train_dit(cfg, args.work_dir, pipeline, args.device)
+            result = train_dit(cfg, args.work_dir, pipeline, args.device, until=args.until if args.stage == "dit" else None)
+            if not result.finished:
+                print(f"dit stage stopped at step {result.steps} of {cfg.dit_steps}; run again without --until to go on")
+                return 0
         if cfg.tune_steps > 0 and args.stage in ("all", "tune"):
-            train_dit(cfg, args.work_dir, pipeline, args.device, stage="tune")
+            result = train_dit(cfg, args.work_dir, pipeline, args.device, stage="tune", until=args.until)
+            if not result.finished:
+                print(f"tune stage stopped at step {result.steps} of {cfg.tune_steps}; run again without --until to go on")
+                return 0
         if args.export and args.stage in ("all", "export"):
             export(cfg, args.work_dir, args.export)
             print(f"toy model written to {args.export}")

@@ -61,6 +61,9 @@ class TrainConfig:
     min_lr_ratio: float = 0.1
     max_grad_norm: float = 1.0
     checkpoint_every: int = 100
+    #: stop this run after this step (checkpointed, resumable; the schedules stay those of ``steps``);
+    #: None runs to ``steps``
+    stop_at: int | None = None
     keep_checkpoints: int = 2
     resume: bool = True
     log_every: int = 10
@@ -75,6 +78,8 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.steps < 1:
             raise ConfigError(f"steps must be >= 1 (got {self.steps})")
+        if self.stop_at is not None and not 1 <= self.stop_at <= self.steps:
+            raise ConfigError(f"stop_at must lie in [1, steps={self.steps}] (got {self.stop_at})")
         if self.batch_size < 1 or self.gradient_accumulation_steps < 1:
             raise ConfigError("batch_size and gradient_accumulation_steps must be >= 1")
         if self.mixed_precision not in ("no", "bf16", "fp16"):
@@ -120,6 +125,9 @@ class TrainResult:
     resumed_from: int = 0
     #: the trained recipe, still applied to the backbone spec it was trained on
     recipe: "Recipe | None" = None
+    #: False when the run stopped at ``TrainConfig.stop_at`` before its last step (``steps`` is then
+    #: the step it stopped at; nothing final was written)
+    finished: bool = True
 
 
 def _step_seed(seed: int, step: int, rank: int) -> int:
@@ -320,7 +328,8 @@ class Trainer:
             disable=not (cfg.progress and self.accelerator.is_local_main_process), dynamic_ncols=True,
         )
         loss = math.nan
-        for step in range(start, cfg.steps):
+        end = cfg.steps if cfg.stop_at is None else max(start, cfg.stop_at)
+        for step in range(start, end):
             loss, parts = self.train_step(step)
             losses.append(loss)
             bar.update(1)
@@ -333,6 +342,11 @@ class Trainer:
             if cfg.validation_every and done % cfg.validation_every == 0:
                 self._validate(done)
         bar.close()
+        if end < cfg.steps:
+            # stopped early on purpose: a checkpoint to resume from, nothing final
+            if not (cfg.checkpoint_every and end % cfg.checkpoint_every == 0) and end > start:
+                self._checkpoint(end)
+            return TrainResult(cfg.output_dir, end, loss, losses, time.time() - began, start, self.recipe, finished=False)
         self.spec.denoiser.eval()
         if self.accelerator.is_main_process:
             self.save_final()
