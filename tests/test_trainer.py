@@ -63,6 +63,8 @@ def test_stop_at_then_resume_matches_an_uninterrupted_cosine_run(tiny_model_dir,
     a, b = full.recipe.state_dict(), resumed.recipe.state_dict()
     for k in a:
         assert torch.equal(a[k], b[k]), k
+    with pytest.raises(ConfigError, match="past this run's steps=6"):  # a finished run of 8 is not relabelled as 6
+        _trainer(folder, tmp_path / "b", 6, **kw).train()
     with pytest.raises(ConfigError, match="stop_at"):
         TrainConfig(steps=8, stop_at=9)
     with pytest.raises(ConfigError, match="stop_at"):

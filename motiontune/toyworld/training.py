@@ -13,12 +13,15 @@ Stages (each resumable; run ``python -m motiontune.toyworld.training --help``):
    ``tune`` (when ``tune_steps`` > 0): the transformer goes on from the dit stage's final
    weights with its own warm-up and cosine schedule, a fraction of its noisy inputs made from the
    same clip with another shape (``tune_swap``), so that the caption has to decide the shape.
+   Either stage can also train on short batches (the first latent frames of each clip,
+   ``dit_short_fraction``) and on blurred or rounded inputs near the end of the noise range
+   (``dit_blur``/``tune_blur``), and stop early with ``--until`` to go on later.
 4. ``export``: the pipeline is saved in diffusers layout (safetensors) with
    ``motiontune_defaults.json`` and the split files, loadable as ``--backbone toy``.
 
 Everything is seeded; on 2 CPU cores the default schedule takes about 3 h 45 min (2 h 45 min
-without the tune stage; docs/toyworld.md, "Cost"), and the same command runs on a GPU with
-``--device cuda``.
+without the tune stage) and the packaged model's chain about 5 hours (docs/toyworld.md, "Cost");
+the same command runs on a GPU with ``--device cuda``.
 """
 
 from __future__ import annotations
@@ -118,7 +121,9 @@ class ToyModelConfig:
     #: a second transformer stage ("tune", 0 steps: none) that goes on from the dit stage's final
     #: weights with its own warm-up and cosine schedule, the dit stage's settings, and tune_swap as
     #: the fraction of swapped inputs (dit_swap_levels). 1,000 steps raised shape accuracy from 0.39
-    #: to 0.53 and the shape word's influence threefold (docs/RESULTS.md, "swapped-shape inputs")
+    #: to 0.53 and the shape word's influence threefold (docs/RESULTS.md, "swapped-shape inputs");
+    #: the packaged model's tune stage went on to 3,400 steps with short batches and blurred inputs
+    #: (shape 0.92; docs/RESULTS.md, "short batches and blurred inputs")
     tune_steps: int = 1000
     tune_lr: float = 3e-4
     tune_warmup: int = 50

@@ -279,6 +279,9 @@ class Trainer:
         if path is None:
             return 0
         step, adapter, opt_tensors, state = load_checkpoint(path)
+        if step > self.config.steps:
+            raise ConfigError(f"{path} is step {step}, past this run's steps={self.config.steps}: "
+                              f"set steps to {step} or more, or train into another output folder")
         self.recipe.load_state_dict(adapter)
         optimizer_from_tensors(self.optimizer, opt_tensors, state["optimizer"])
         self.base_lrs = [g.get("initial_lr", g["lr"]) for g in self.optimizer.param_groups]
