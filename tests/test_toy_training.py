@@ -285,6 +285,16 @@ def test_short_batches_are_prefixes_of_the_bank_clips(tmp_path, capsys):
         assert s.latents.shape == (4, 3, 16, 16) and torch.equal(s.latents, bank.latents[i][:, :3])
         assert torch.equal(s.loss_weight, 1.0 + 2.0 * bank.subject[i][:, :3].float())
         assert torch.equal(s.input_latents, bank.swapped[i][:, :3])
+    # without swapped, blurred or short inputs a draw takes what it always took from the random stream
+    # (clip indices, caption dropout), so that plain runs keep their batches
+    plain = training.LatentBank(str(tmp_path), 0.1)
+    g1, g2 = torch.Generator().manual_seed(7), torch.Generator().manual_seed(7)
+    drawn = plain.draw("video", g1, 5)
+    idx = torch.randint(6, (5,), generator=g2)
+    torch.rand(5, generator=g2)
+    assert torch.equal(g1.get_state(), g2.get_state())
+    assert [s.latents.shape[1] for s in drawn] == [9] * 5 and all(s.input_latents is None for s in drawn)
+    assert [plain.captions.index(s.caption) for s in drawn if s.caption] == [int(i) for i, s in zip(idx, drawn) if s.caption]
     half = training.LatentBank(str(tmp_path), 0.0, short_fraction=0.5, short_frames=2)
     lengths = []
     for k in range(40):

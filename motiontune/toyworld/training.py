@@ -422,7 +422,6 @@ def bank_scenes(cfg: ToyModelConfig) -> list:
     return scenes
 
 
-@torch.no_grad()
 def rounded_render(scene, sigma: float, num_frames: int = NUM_FRAMES, size: int = FRAME_SIZE) -> np.ndarray:
     """``scene`` with its subject's coverage blurred by a Gaussian of ``sigma`` pixels, then cut back
     to edges about a pixel wide around its half level: the shape with rounded corners (uint8 frames)."""
@@ -441,6 +440,7 @@ def rounded_render(scene, sigma: float, num_frames: int = NUM_FRAMES, size: int 
     return np.clip(np.rint(frames), 0, 255).astype(np.uint8)
 
 
+@torch.no_grad()
 def add_blurred(cfg: ToyModelConfig, work: str, vae, device: str = "cpu", progress: bool = True) -> None:
     """Add to the bank, unless it holds them for the same settings, its clips blurred by a Gaussian of
     ``blur_sigma`` pixels (one sigma per clip, from an RNG stream of its own), ``blur_round`` of them
@@ -538,7 +538,8 @@ class LatentBank(DataSource):
         idx = torch.randint(len(self.captions), (n,), generator=generator)
         drop = torch.rand(n, generator=generator) < self.caption_dropout
         # without a caption nothing tells the shape: swapped inputs only for captioned samples
-        which = torch.rand(n, generator=generator)
+        # (no draw without swapped or blurred inputs, so that such runs keep their random stream)
+        which = torch.rand(n, generator=generator) if self.swap > 0 or self.blur > 0 else torch.ones(n)
         swap = (which < self.swap) & ~drop
         blur = (which >= self.swap) & (which < self.swap + self.blur) & ~drop
         # one length per batch: the first latent frames of every clip (the causal VAE's encoding of a shorter clip)
