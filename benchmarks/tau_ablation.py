@@ -24,6 +24,7 @@ import argparse
 import json
 import os
 import platform
+import shlex
 import sys
 import time
 
@@ -132,7 +133,7 @@ def summarize(cells: dict) -> dict:
 
 
 def report(args, probes: list[dict], boundary: float, table: dict, total: float) -> str:
-    cmd = "python benchmarks/tau_ablation.py " + " ".join(args.argv)
+    cmd = "python benchmarks/tau_ablation.py " + shlex.join(args.argv)
     lines = [
         f"Command: `{cmd.strip()}` — {time.strftime('%Y-%m-%d')}, {os.cpu_count()} CPU cores, torch {torch.__version__}, "
         f"{platform.machine()}; total {total:.0f} s.",

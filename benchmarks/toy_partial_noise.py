@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import sys
 import time
 
@@ -114,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
         with open(args.output_json, "w", encoding="utf-8") as fh:
             json.dump(result, fh, indent=1)
     if args.append_results:
-        cmd = "python benchmarks/toy_partial_noise.py " + " ".join(argv if argv is not None else sys.argv[1:])
+        cmd = "python benchmarks/toy_partial_noise.py " + shlex.join(argv if argv is not None else sys.argv[1:])
         table = "\n".join(
             f"| {lv} | {r['color']:.3f} | {r['shape']:.3f} | {r['background']:.3f} | {r['motion_direction']:.3f} | {r['heldout_motion_appears']:.3f} |"
             for lv, r in rows.items()

@@ -16,6 +16,7 @@ import dataclasses
 import json
 import os
 import platform
+import shlex
 import sys
 import time
 
@@ -180,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{g['background']:.3f}", f"{g['motion_direction']:.3f}", f"{g['heldout_motion_appears']:.3f}", time.strftime("%Y-%m-%d"),
         ])
     elif args.append_results:
-        cmd = "python benchmarks/toy_quality.py " + " ".join(argv if argv is not None else sys.argv[1:])
+        cmd = "python benchmarks/toy_quality.py " + shlex.join(argv if argv is not None else sys.argv[1:])
         rows = "\n".join(
             f"| {k.replace('_', ' ')} | {model_scores[k]:.3f} | {truth_scores[k]:.3f} |" for k in model_scores
         )

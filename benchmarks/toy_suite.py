@@ -15,6 +15,7 @@ import argparse
 import json
 import os
 import platform
+import shlex
 import sys
 import time
 
@@ -85,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     table = summarize(results)
     print(json.dumps(table, indent=1))
     if args.append_results:
-        cmd = "python benchmarks/toy_suite.py " + " ".join(argv if argv is not None else sys.argv[1:])
+        cmd = "python benchmarks/toy_suite.py " + shlex.join(argv if argv is not None else sys.argv[1:])
         lines = ["| recipe | scenarios | " + " | ".join(c for _, c in COLUMNS) + " | s / scenario |",
                  "|---|---|" + "---|" * (len(COLUMNS) + 1)]
         for recipe, kinds in table.items():
