@@ -3,6 +3,15 @@
 from __future__ import annotations
 
 import os
+import shlex
+import sys
+
+
+def command_line(script: str, argv: list[str] | None = None) -> str:
+    """How a benchmark was run, for the document: ``python benchmarks/NAME.py ARGS`` with its
+    arguments (``argv``, else the process's own) quoted as a shell would need them."""
+    args = list(argv) if argv is not None else sys.argv[1:]
+    return f"python benchmarks/{os.path.basename(script)} " + shlex.join(args)
 
 
 def replace_section(path: str, heading: str, body: str) -> None:

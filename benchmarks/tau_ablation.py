@@ -24,7 +24,6 @@ import argparse
 import json
 import os
 import platform
-import shlex
 import sys
 import time
 
@@ -34,7 +33,7 @@ import torch
 from motiontune.evaluation.runner import BenchConfig, collect_results, run_bench
 
 sys.path.insert(0, os.path.dirname(__file__))
-from results_doc import replace_section  # noqa: E402
+from results_doc import command_line, replace_section  # noqa: E402
 
 METRICS = (
     ("toy_motion_fidelity", "motion fidelity"),
@@ -133,7 +132,7 @@ def summarize(cells: dict) -> dict:
 
 
 def report(args, probes: list[dict], boundary: float, table: dict, total: float) -> str:
-    cmd = "python benchmarks/tau_ablation.py " + shlex.join(args.argv)
+    cmd = command_line(__file__, args.argv)
     lines = [
         f"Command: `{cmd.strip()}` — {time.strftime('%Y-%m-%d')}, {os.cpu_count()} CPU cores, torch {torch.__version__}, "
         f"{platform.machine()}; total {total:.0f} s.",

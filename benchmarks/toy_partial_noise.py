@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shlex
 import sys
 import time
 
@@ -33,7 +32,7 @@ from motiontune.toyworld.training import load_dit_checkpoint
 from motiontune.toyworld.world import CaptionFields, caption
 
 sys.path.insert(0, os.path.dirname(__file__))
-from results_doc import replace_section  # noqa: E402
+from results_doc import command_line, replace_section  # noqa: E402
 from toy_quality import prompt_clip, score  # noqa: E402
 
 
@@ -115,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
         with open(args.output_json, "w", encoding="utf-8") as fh:
             json.dump(result, fh, indent=1)
     if args.append_results:
-        cmd = "python benchmarks/toy_partial_noise.py " + shlex.join(argv if argv is not None else sys.argv[1:])
+        cmd = command_line(__file__, argv)
         table = "\n".join(
             f"| {lv} | {r['color']:.3f} | {r['shape']:.3f} | {r['background']:.3f} | {r['motion_direction']:.3f} | {r['heldout_motion_appears']:.3f} |"
             for lv, r in rows.items()

@@ -16,7 +16,6 @@ import dataclasses
 import json
 import os
 import platform
-import shlex
 import sys
 import time
 
@@ -34,7 +33,7 @@ from motiontune.toyworld.training import load_dit_checkpoint
 from motiontune.toyworld.world import BACKGROUNDS, COLORS, SHAPES, CaptionFields, caption, sample_scene
 
 sys.path.insert(0, os.path.dirname(__file__))
-from results_doc import replace_section, upsert_row  # noqa: E402
+from results_doc import command_line, replace_section, upsert_row  # noqa: E402
 
 
 def prompt_clip(rng: np.random.Generator, f: CaptionFields, size: tuple[int, int, int]) -> np.ndarray:
@@ -181,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{g['background']:.3f}", f"{g['motion_direction']:.3f}", f"{g['heldout_motion_appears']:.3f}", time.strftime("%Y-%m-%d"),
         ])
     elif args.append_results:
-        cmd = "python benchmarks/toy_quality.py " + shlex.join(argv if argv is not None else sys.argv[1:])
+        cmd = command_line(__file__, argv)
         rows = "\n".join(
             f"| {k.replace('_', ' ')} | {model_scores[k]:.3f} | {truth_scores[k]:.3f} |" for k in model_scores
         )

@@ -15,7 +15,6 @@ import argparse
 import json
 import os
 import platform
-import shlex
 import sys
 import time
 
@@ -25,7 +24,7 @@ import torch
 from motiontune.evaluation.runner import BenchConfig, collect_results, run_bench
 
 sys.path.insert(0, os.path.dirname(__file__))
-from results_doc import replace_section  # noqa: E402
+from results_doc import command_line, replace_section  # noqa: E402
 
 COLUMNS = (
     ("toy_motion_fidelity", "motion fidelity"),
@@ -86,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     table = summarize(results)
     print(json.dumps(table, indent=1))
     if args.append_results:
-        cmd = "python benchmarks/toy_suite.py " + shlex.join(argv if argv is not None else sys.argv[1:])
+        cmd = command_line(__file__, argv)
         lines = ["| recipe | scenarios | " + " | ".join(c for _, c in COLUMNS) + " | s / scenario |",
                  "|---|---|" + "---|" * (len(COLUMNS) + 1)]
         for recipe, kinds in table.items():

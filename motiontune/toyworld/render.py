@@ -142,10 +142,16 @@ def render(
 ) -> np.ndarray:
     """Frames of ``scene`` as uint8 (num_frames, height, width, 3) RGB."""
     truth = ground_truth(scene, num_frames, height, width)
+    centers = truth.centers * np.array([width, height])
+    return composite(scene, shape_coverage(scene.shape, centers, truth.widths * min(height, width), height, width))
+
+
+def composite(scene: SceneSpec, coverage: np.ndarray) -> np.ndarray:
+    """uint8 (F, H, W, 3) frames of ``scene``'s subject colour over its background, mixed per pixel by
+    ``coverage`` (float (F, H, W) in [0, 1])."""
+    height, width = coverage.shape[1:]
     background = _background(scene.background, height, width)
     color = np.asarray(COLOR_RGB[scene.color], dtype=np.float32)
-    centers = truth.centers * np.array([width, height])
-    coverage = shape_coverage(scene.shape, centers, truth.widths * min(height, width), height, width)
     frames = background[None] + coverage[..., None] * (color - background)[None]
     return np.clip(np.rint(frames), 0, 255).astype(np.uint8)
 

@@ -427,17 +427,12 @@ def rounded_render(scene, sigma: float, num_frames: int = NUM_FRAMES, size: int 
     to edges about a pixel wide around its half level: the shape with rounded corners (uint8 frames)."""
     import cv2
 
-    from motiontune.toyworld.render import ground_truth, shape_coverage
-    from motiontune.toyworld.world import COLOR_RGB
+    from motiontune.toyworld.render import composite, ground_truth, shape_coverage
 
     truth = ground_truth(scene, num_frames, size, size)
     coverage = shape_coverage(scene.shape, truth.centers * size, truth.widths * size, size, size)
     gain = np.sqrt(2.0 * np.pi) * sigma  # the blurred edge's slope at its half level is 1 / gain per pixel
-    alpha = np.stack([np.clip(0.5 + (cv2.GaussianBlur(c, (0, 0), sigma) - 0.5) * gain, 0.0, 1.0) for c in coverage])
-    background = background_image(scene.background, size, size).astype(np.float32)
-    color = np.asarray(COLOR_RGB[scene.color], dtype=np.float32)
-    frames = background[None] + alpha[..., None] * (color - background)[None]
-    return np.clip(np.rint(frames), 0, 255).astype(np.uint8)
+    return composite(scene, np.stack([np.clip(0.5 + (cv2.GaussianBlur(c, (0, 0), sigma) - 0.5) * gain, 0.0, 1.0) for c in coverage]))
 
 
 @torch.no_grad()
@@ -450,13 +445,12 @@ def add_blurred(cfg: ToyModelConfig, work: str, vae, device: str = "cpu", progre
     path = os.path.join(work, "bank.safetensors")
     with open(os.path.join(work, "bank.json"), encoding="utf-8") as fh:
         meta = json.load(fh)
-    captions = meta["captions"]
+    # bank.json names the blur settings only once the blurred clips are saved
     settings = {"blur_sigma": cfg.blur_sigma, "blur_round": cfg.blur_round}
-    tensors = load_tensors(path)
-    if "blurred" in tensors and meta.get("blurred", {"blur_sigma": cfg.blur_sigma, "blur_round": 0.0}) == settings:
+    if meta.get("blurred") == settings:
         return
     scenes = bank_scenes(cfg)
-    if [caption(s) for s in scenes] != captions:
+    if [caption(s) for s in scenes] != meta["captions"]:
         raise ConfigError(f"{work}/bank.json does not hold the clips these settings draw (another seed, bank_size or "
                           "held-in list?); delete bank.safetensors to rebuild the bank")
     low, high = _pair(cfg, "blur_sigma", top=None)
@@ -480,6 +474,7 @@ def add_blurred(cfg: ToyModelConfig, work: str, vae, device: str = "cpu", progre
         blurred.append(((z - mean) / std).half())
         bar.update(len(clips))
     bar.close()
+    tensors = load_tensors(path)
     tensors["blurred"] = torch.cat(blurred)
     save_tensors(tensors, path)
     atomic_write_text(os.path.join(work, "bank.json"), json.dumps({**meta, "blurred": settings}))
@@ -508,15 +503,7 @@ class LatentBank(DataSource):
         self.blur, self.blur_levels = blur, tuple(blur_levels)
         self.swap, self.swap_levels = swap, tuple(swap_levels)
         self.short_fraction, self.short_frames = short_fraction, short_frames
-        frames = self.latents.shape[2]
-        if not 0.0 <= swap <= 1.0:
-            raise ConfigError(f"{swap_name}={swap}: must be a fraction in [0, 1]")
-        if not 0.0 <= blur <= 1.0 - swap:
-            raise ConfigError(f"{blur_name}={blur}: must be a fraction in [0, 1 - {swap_name}] ({swap_name}={swap})")
-        if not 0.0 <= short_fraction <= 1.0:
-            raise ConfigError(f"dit_short_fraction={short_fraction}: must be a fraction in [0, 1]")
-        if short_fraction > 0 and not 1 <= short_frames < frames:
-            raise ConfigError(f"dit_short_frames={short_frames}: must be from 1 to {frames - 1} (the bank's clips have {frames} latent frames)")
+        check_input_shares(swap, blur, short_fraction, short_frames, self.latents.shape[2], swap_name, blur_name)
         for name, value, maps, what in (("dit_fg_weight", fg_weight, self.subject, "subject masks"),
                                         ("dit_shape_weight", shape_weight, self.shape, "shape-contrast maps"),
                                         (swap_name, swap, self.swapped, "shape-swapped latents"),
@@ -739,21 +726,32 @@ def restore(source: str, work: str) -> None:
                 shutil.copy2(src, dst)
 
 
+def check_input_shares(swap: float, blur: float, short_fraction: float, short_frames: int, latent_frames: int,
+                       swap_name: str = "dit_swap", blur_name: str = "dit_blur") -> None:
+    """Refuse a swapped or blurred share outside [0, 1] (together at most 1) or short batches that are
+    not shorter than a clip of ``latent_frames`` (ConfigError)."""
+    if not 0.0 <= swap <= 1.0:
+        raise ConfigError(f"{swap_name}={swap}: must be a fraction in [0, 1]")
+    if not 0.0 <= blur <= 1.0 - swap:
+        raise ConfigError(f"{blur_name}={blur}: must be a fraction in [0, 1 - {swap_name}] ({swap_name}={swap})")
+    if not 0.0 <= short_fraction <= 1.0:
+        raise ConfigError(f"dit_short_fraction={short_fraction}: must be a fraction in [0, 1]")
+    if short_fraction > 0 and not 1 <= short_frames < latent_frames:
+        raise ConfigError(f"dit_short_frames={short_frames}: must be from 1 to {latent_frames - 1} "
+                          f"(a clip has {latent_frames} latent frames)")
+
+
 def check_config(cfg: ToyModelConfig) -> None:
     """Refuse a frame size the VAE and the transformer's patch cannot tile, and bad swap or short-batch settings (ConfigError)."""
     swap_levels(cfg)
     _pair(cfg, "blur_levels")
     _pair(cfg, "blur_sigma", top=None)
-    for name in ("dit_swap", "tune_swap", "dit_short_fraction", "blur_round"):
-        if not 0.0 <= getattr(cfg, name) <= 1.0:
-            raise ConfigError(f"{name}={getattr(cfg, name)}: must be a fraction in [0, 1]")
-    for blur, swap in (("dit_blur", "dit_swap"), ("tune_blur", "tune_swap")):
-        if not 0.0 <= getattr(cfg, blur) <= 1.0 - getattr(cfg, swap):
-            raise ConfigError(f"{blur}={getattr(cfg, blur)}: must be a fraction in [0, 1 - {swap}] ({swap}={getattr(cfg, swap)})")
+    if not 0.0 <= cfg.blur_round <= 1.0:
+        raise ConfigError(f"blur_round={cfg.blur_round}: must be a fraction in [0, 1]")
     latent_frames = (NUM_FRAMES - 1) // 2 + 1  # the VAE's causal 2x temporal compression
-    if cfg.dit_short_fraction > 0 and not 1 <= cfg.dit_short_frames < latent_frames:
-        raise ConfigError(f"dit_short_frames={cfg.dit_short_frames}: must be from 1 to {latent_frames - 1} "
-                          f"(a clip has {latent_frames} latent frames)")
+    for stage in ("dit", "tune"):
+        check_input_shares(getattr(cfg, f"{stage}_swap"), getattr(cfg, f"{stage}_blur"), cfg.dit_short_fraction,
+                           cfg.dit_short_frames, latent_frames, f"{stage}_swap", f"{stage}_blur")
     if cfg.tune_steps < 0:
         raise ConfigError(f"tune_steps={cfg.tune_steps}: must be 0 (no tune stage) or more")
     levels = len(cfg.vae_dim_mult.split(",")) - 1
@@ -826,15 +824,13 @@ def main(argv: list[str] | None = None) -> int:
         if args.stage == "bank":
             return 0
         pipeline = assemble_pipeline(cfg, args.work_dir, vae)
-        if args.stage in ("all", "dit", "tune"):
-            result = train_dit(cfg, args.work_dir, pipeline, args.device, until=args.until if args.stage == "dit" else None)
-            if not result.finished:
-                print(f"dit stage stopped at step {result.steps} of {cfg.dit_steps}; run again without --until to go on")
-                return 0
+        stages = [("dit", cfg.dit_steps)] if args.stage in ("all", "dit", "tune") else []
         if cfg.tune_steps > 0 and args.stage in ("all", "tune"):
-            result = train_dit(cfg, args.work_dir, pipeline, args.device, stage="tune", until=args.until)
+            stages.append(("tune", cfg.tune_steps))
+        for stage, steps in stages:
+            result = train_dit(cfg, args.work_dir, pipeline, args.device, stage=stage, until=args.until if args.stage == stage else None)
             if not result.finished:
-                print(f"tune stage stopped at step {result.steps} of {cfg.tune_steps}; run again without --until to go on")
+                print(f"{stage} stage stopped at step {result.steps} of {steps}; run again without --until to go on")
                 return 0
         if args.export and args.stage in ("all", "export"):
             export(cfg, args.work_dir, args.export)
