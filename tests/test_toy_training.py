@@ -24,6 +24,7 @@ def test_toy_training_stages_resume_and_export(tmp_path, capsys):
     assert run(work, "--stage", "vae") == 0
     state = json.loads((work / "vae-train.safetensors.json").read_text())
     assert state["step"] == 2 and (work / "vae" / "config.json").is_file()
+    assert json.loads((work / "timings.json").read_text()) == {"vae": state["seconds"]} and state["seconds"] > 0
     assert run(work, "--stage", "bank", "--set", "dit_shape_weight=10") == 0
     bank = training.LatentBank(str(work), caption_dropout=0.0)
     assert bank.latents.shape == (8, 4, 9, 16, 16)  # 2x spatial, 2x temporal compression and len(bank.captions) == 8
@@ -420,9 +421,16 @@ def test_until_stops_a_transformer_stage_and_the_next_run_goes_on(tmp_path, caps
     assert "dit stage stopped at step 2 of 4" in capsys.readouterr().out
     assert sorted(os.listdir(work / "dit" / "checkpoints")) == ["step-000001", "step-000002"]
     assert not (work / "dit" / "motiontune.json").exists()
+    first = json.loads((work / "dit" / "checkpoints" / "step-000002" / "state.json").read_text())["seconds"]
     assert run(work, "--stage", "dit", "--set", "dit_steps=4") == 0
-    assert json.loads((work / "dit" / "checkpoints" / "step-000004" / "state.json").read_text())["step"] == 4
+    state = json.loads((work / "dit" / "checkpoints" / "step-000004" / "state.json").read_text())
+    assert state["step"] == 4
     assert (work / "dit" / "motiontune.json").is_file()
+    # the stage's wall time runs on from the checkpoint it resumed from, and goes into timings.json
+    assert 0 < first < state["seconds"]
+    timings = json.loads((work / "timings.json").read_text())
+    assert timings["dit"] == pytest.approx(state["seconds"], abs=0.5) and timings["vae"] > 0 and timings["bank"] > 0
+    assert "wall time by stage" in capsys.readouterr().out
     for bad in (["--until", "0", "--stage", "dit"], ["--until", "3"]):  # a step, and a transformer stage to stop
         with pytest.raises(SystemExit) as exc:
             run(tmp_path / "refused", *bad)

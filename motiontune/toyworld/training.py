@@ -301,6 +301,10 @@ def train_vae(cfg: ToyModelConfig, work: str, device: str = "cpu", progress: boo
             meta = json.load(fh)
         optimizer_from_tensors(opt, {k[4:]: v for k, v in state.items() if k.startswith("opt.")}, meta["optimizer"])
         start = meta["step"]
+        seconds_before = float(meta.get("seconds", 0.0))
+    else:
+        seconds_before = 0.0
+    began = time.time()
     bar = tqdm(total=cfg.vae_steps, initial=start, desc="toy VAE", disable=not progress, dynamic_ncols=True)
     raw: list[torch.Tensor] = []
     hook = vae.decoder.register_forward_hook(lambda module, args, out: raw.append(out))
@@ -330,7 +334,7 @@ def train_vae(cfg: ToyModelConfig, work: str, device: str = "cpu", progress: boo
         bar.update(1)
         bar.set_postfix(rec=f"{rec.item():.4f}", kl=f"{kl.item():.3g}")
         if (step + 1) % 100 == 0 or step + 1 == cfg.vae_steps:
-            _save_vae_state(vae, opt, step + 1, ckpt)
+            _save_vae_state(vae, opt, step + 1, ckpt, seconds_before + time.time() - began)
         if (step + 1) % 500 == 0 or step + 1 == cfg.vae_steps:
             vae.eval()
             bar.write(f"toy VAE step {step + 1}: oracle on reconstructions {vae_oracle_check(vae, size=cfg.frame_size)}")
@@ -342,22 +346,25 @@ def train_vae(cfg: ToyModelConfig, work: str, device: str = "cpu", progress: boo
     return vae
 
 
-def _save_vae_state(vae, opt, step: int, path: str) -> None:
+def _save_vae_state(vae, opt, step: int, path: str, seconds: float = 0.0) -> None:
     from motiontune.training.checkpoint import optimizer_to_tensors
 
     tensors, meta = optimizer_to_tensors(opt)
     state = {f"model.{k}": v for k, v in vae.state_dict().items()}
     state.update({f"opt.{k}": v for k, v in tensors.items()})
     save_tensors(state, path)
-    atomic_write_text(path + ".json", json.dumps({"step": step, "optimizer": meta}))
+    # "seconds": wall time of the steps so far, over every run that resumed them
+    atomic_write_text(path + ".json", json.dumps({"step": step, "optimizer": meta, "seconds": round(seconds, 1)}))
 
 
 # ---------------------------------------------------------------------------- stage 2: bank
 
 
 @torch.no_grad()
+@torch.no_grad()
 def build_bank(cfg: ToyModelConfig, work: str, vae, device: str = "cpu", progress: bool = True) -> str:
-    """Latent statistics into the VAE config, then the encoded training bank."""
+    """Latent statistics into the VAE config, then the encoded training bank (without autograd: the
+    VAE comes out of training with gradients on, and encoding through them costs about 3x)."""
     path = os.path.join(work, "bank.safetensors")
     if os.path.isfile(path):
         if uses_blur(cfg):
@@ -687,7 +694,36 @@ def export(cfg: ToyModelConfig, work: str, target: str) -> str:
 
 
 #: (pipeline-tune is left out: it is rebuilt from the dit stage's last checkpoint)
-SNAPSHOT_ITEMS = ("config.json", "vae", "vae-train.safetensors", "vae-train.safetensors.json", "pipeline")
+SNAPSHOT_ITEMS = ("config.json", "timings.json", "vae", "vae-train.safetensors", "vae-train.safetensors.json", "pipeline")
+TIMINGS = "timings.json"
+
+
+def record_time(work: str, stage: str, seconds: float, add: bool = False) -> dict[str, float]:
+    """Write ``stage``'s wall time into the work folder's ``timings.json`` (``add``: on top of what it
+    holds) and return the whole ledger. The VAE and transformer stages pass the time their
+    checkpoints recorded over every run that resumed them; the bank adds the time of each build."""
+    path = os.path.join(work, TIMINGS)
+    ledger: dict[str, float] = {}
+    if os.path.isfile(path):
+        with open(path, encoding="utf-8") as fh:
+            ledger = {k: float(v) for k, v in json.load(fh).items()}
+    ledger[stage] = round(seconds + (ledger.get(stage, 0.0) if add else 0.0), 1)
+    atomic_write_text(path, json.dumps(ledger, indent=1))
+    return ledger
+
+
+def vae_seconds(work: str) -> float | None:
+    """The VAE stage's wall time from its training state, None when the work folder has none."""
+    meta = os.path.join(work, "vae-train.safetensors.json")
+    if not os.path.isfile(meta):
+        return None
+    with open(meta, encoding="utf-8") as fh:
+        return json.load(fh).get("seconds")
+
+
+def format_timings(ledger: dict[str, float]) -> str:
+    parts = [f"{k} {v / 60:.1f} min" for k, v in ledger.items()]
+    return f"wall time by stage, over all runs of this work folder: {', '.join(parts)}; total {sum(ledger.values()) / 60:.1f} min"
 
 
 def snapshot(work: str, target: str) -> str:
@@ -818,9 +854,13 @@ def main(argv: list[str] | None = None) -> int:
     began = time.time()
     try:
         vae = train_vae(cfg, args.work_dir, args.device)
+        if vae_seconds(args.work_dir) is not None:
+            record_time(args.work_dir, "vae", vae_seconds(args.work_dir))
         if args.stage == "vae":
             return 0
+        clock = time.time()
         build_bank(cfg, args.work_dir, vae, args.device)
+        ledger = record_time(args.work_dir, "bank", time.time() - clock, add=True)
         if args.stage == "bank":
             return 0
         pipeline = assemble_pipeline(cfg, args.work_dir, vae)
@@ -829,6 +869,7 @@ def main(argv: list[str] | None = None) -> int:
             stages.append(("tune", cfg.tune_steps))
         for stage, steps in stages:
             result = train_dit(cfg, args.work_dir, pipeline, args.device, stage=stage, until=args.until if args.stage == stage else None)
+            ledger = record_time(args.work_dir, stage, result.total_seconds)
             if not result.finished:
                 print(f"{stage} stage stopped at step {result.steps} of {steps}; run again without --until to go on")
                 return 0
@@ -839,6 +880,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(f"done in {time.time() - began:.0f}s")
+    print(format_timings(ledger))
     return 0
 
 

@@ -128,6 +128,9 @@ class TrainResult:
     #: False when the run stopped at ``TrainConfig.stop_at`` before its last step (``steps`` is then
     #: the step it stopped at; nothing final was written)
     finished: bool = True
+    #: wall time of all the runs that made these steps: ``seconds`` plus the time recorded in the
+    #: checkpoint this run resumed from (steps redone after an interruption count once)
+    total_seconds: float = 0.0
 
 
 def _step_seed(seed: int, step: int, rank: int) -> int:
@@ -142,6 +145,9 @@ class Trainer:
         self.recipe = recipe
         self.data = data
         self.config = config
+        # wall time recorded in the checkpoint resumed from, and when this run's loop began
+        self.seconds_before = 0.0
+        self._began: float | None = None
         self.metadata = metadata or {}
         log_with = "tensorboard" if config.tensorboard else None
         cpu = spec.device.type == "cpu"
@@ -273,6 +279,7 @@ class Trainer:
 
     # ------------------------------------------------------------------ loop
     def _resume(self) -> int:
+        self.seconds_before = 0.0
         if not self.config.resume:
             return 0
         path = latest_checkpoint(self.config.output_dir)
@@ -286,6 +293,7 @@ class Trainer:
         optimizer_from_tensors(self.optimizer, opt_tensors, state["optimizer"])
         self.base_lrs = [g.get("initial_lr", g["lr"]) for g in self.optimizer.param_groups]
         self.base_lrs = state.get("base_lrs", self.base_lrs)
+        self.seconds_before = float(state.get("seconds", 0.0))
         return step
 
     def _checkpoint(self, step: int) -> None:
@@ -299,7 +307,7 @@ class Trainer:
             step,
             self.recipe.state_dict(),
             self.optimizer,
-            {"base_lrs": self.base_lrs, "recipe": self.recipe.name},
+            {"base_lrs": self.base_lrs, "recipe": self.recipe.name, "seconds": round(self._total_seconds(), 3)},
             keep=self.config.keep_checkpoints,
         )
 
@@ -318,6 +326,9 @@ class Trainer:
             write_video(v, os.path.join(folder, f"{i:02d}.mp4"), fps=self.spec.default_fps)
         self.spec.denoiser.train()
 
+    def _total_seconds(self) -> float:
+        return self.seconds_before + (time.time() - self._began if self._began is not None else 0.0)
+
     def train(self) -> TrainResult:
         cfg = self.config
         os.makedirs(cfg.output_dir, exist_ok=True)
@@ -325,7 +336,7 @@ class Trainer:
         if cfg.tensorboard:
             self.accelerator.init_trackers("motiontune", config={k: v for k, v in asdict(cfg).items() if isinstance(v, (int, float, str, bool))})
         losses: list[float] = []
-        began = time.time()
+        began = self._began = time.time()
         bar = tqdm(
             total=cfg.steps, initial=start, desc=f"training {self.recipe.name}", unit="step",
             disable=not (cfg.progress and self.accelerator.is_local_main_process), dynamic_ncols=True,
@@ -349,14 +360,16 @@ class Trainer:
             # stopped early on purpose: a checkpoint to resume from, nothing final
             if not (cfg.checkpoint_every and end % cfg.checkpoint_every == 0) and end > start:
                 self._checkpoint(end)
-            return TrainResult(cfg.output_dir, end, loss, losses, time.time() - began, start, self.recipe, finished=False)
+            return TrainResult(cfg.output_dir, end, loss, losses, time.time() - began, start, self.recipe, finished=False,
+                               total_seconds=self._total_seconds())
         self.spec.denoiser.eval()
         if self.accelerator.is_main_process:
             self.save_final()
         self.accelerator.wait_for_everyone()
         if cfg.tensorboard:
             self.accelerator.end_training()
-        return TrainResult(cfg.output_dir, cfg.steps, loss, losses, time.time() - began, start, self.recipe)
+        return TrainResult(cfg.output_dir, cfg.steps, loss, losses, time.time() - began, start, self.recipe,
+                           total_seconds=self._total_seconds())
 
     def save_final(self) -> None:
         meta = {
