@@ -431,6 +431,13 @@ def test_until_stops_a_transformer_stage_and_the_next_run_goes_on(tmp_path, caps
     timings = json.loads((work / "timings.json").read_text())
     assert timings["dit"] == pytest.approx(state["seconds"], abs=0.5) and timings["vae"] > 0 and timings["bank"] > 0
     assert "wall time by stage" in capsys.readouterr().out
+    # a checkpoint written before times were recorded leaves the ledger's entry as it was
+    path = work / "dit" / "checkpoints" / "step-000004" / "state.json"
+    path.write_text(json.dumps({k: v for k, v in state.items() if k != "seconds"}))
+    (work / "timings.json").write_text(json.dumps({"dit": 123.0}))
+    assert run(work, "--stage", "dit", "--set", "dit_steps=4") == 0
+    assert json.loads((work / "timings.json").read_text())["dit"] == 123.0
+    assert json.loads(path.read_text())["seconds"] is None
     for bad in (["--until", "0", "--stage", "dit"], ["--until", "3"]):  # a step, and a transformer stage to stop
         with pytest.raises(SystemExit) as exc:
             run(tmp_path / "refused", *bad)

@@ -869,7 +869,8 @@ def main(argv: list[str] | None = None) -> int:
             stages.append(("tune", cfg.tune_steps))
         for stage, steps in stages:
             result = train_dit(cfg, args.work_dir, pipeline, args.device, stage=stage, until=args.until if args.stage == stage else None)
-            ledger = record_time(args.work_dir, stage, result.total_seconds)
+            if result.total_seconds is not None:  # None: resumed from a checkpoint that records no time
+                ledger = record_time(args.work_dir, stage, result.total_seconds)
             if not result.finished:
                 print(f"{stage} stage stopped at step {result.steps} of {steps}; run again without --until to go on")
                 return 0

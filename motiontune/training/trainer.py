@@ -129,8 +129,9 @@ class TrainResult:
     #: the step it stopped at; nothing final was written)
     finished: bool = True
     #: wall time of all the runs that made these steps: ``seconds`` plus the time recorded in the
-    #: checkpoint this run resumed from (steps redone after an interruption count once)
-    total_seconds: float = 0.0
+    #: checkpoint this run resumed from (steps redone after an interruption count once); None when
+    #: that checkpoint records no time
+    total_seconds: float | None = 0.0
 
 
 def _step_seed(seed: int, step: int, rank: int) -> int:
@@ -145,8 +146,8 @@ class Trainer:
         self.recipe = recipe
         self.data = data
         self.config = config
-        # wall time recorded in the checkpoint resumed from, and when this run's loop began
-        self.seconds_before = 0.0
+        # wall time recorded in the checkpoint resumed from (None: not recorded), and when this run's loop began
+        self.seconds_before: float | None = 0.0
         self._began: float | None = None
         self.metadata = metadata or {}
         log_with = "tensorboard" if config.tensorboard else None
@@ -293,7 +294,7 @@ class Trainer:
         optimizer_from_tensors(self.optimizer, opt_tensors, state["optimizer"])
         self.base_lrs = [g.get("initial_lr", g["lr"]) for g in self.optimizer.param_groups]
         self.base_lrs = state.get("base_lrs", self.base_lrs)
-        self.seconds_before = float(state.get("seconds", 0.0))
+        self.seconds_before = None if state.get("seconds") is None else float(state["seconds"])
         return step
 
     def _checkpoint(self, step: int) -> None:
@@ -307,7 +308,7 @@ class Trainer:
             step,
             self.recipe.state_dict(),
             self.optimizer,
-            {"base_lrs": self.base_lrs, "recipe": self.recipe.name, "seconds": round(self._total_seconds(), 3)},
+            {"base_lrs": self.base_lrs, "recipe": self.recipe.name, "seconds": self._total_seconds()},
             keep=self.config.keep_checkpoints,
         )
 
@@ -326,7 +327,9 @@ class Trainer:
             write_video(v, os.path.join(folder, f"{i:02d}.mp4"), fps=self.spec.default_fps)
         self.spec.denoiser.train()
 
-    def _total_seconds(self) -> float:
+    def _total_seconds(self) -> float | None:
+        if self.seconds_before is None:
+            return None
         return self.seconds_before + (time.time() - self._began if self._began is not None else 0.0)
 
     def train(self) -> TrainResult:
