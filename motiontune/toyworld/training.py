@@ -361,10 +361,8 @@ def _save_vae_state(vae, opt, step: int, path: str, seconds: float = 0.0) -> Non
 
 
 @torch.no_grad()
-@torch.no_grad()
 def build_bank(cfg: ToyModelConfig, work: str, vae, device: str = "cpu", progress: bool = True) -> str:
-    """Latent statistics into the VAE config, then the encoded training bank (without autograd: the
-    VAE comes out of training with gradients on, and encoding through them costs about 3x)."""
+    """Latent statistics into the VAE config, then the encoded training bank."""
     path = os.path.join(work, "bank.safetensors")
     if os.path.isfile(path):
         if uses_blur(cfg):
@@ -854,8 +852,9 @@ def main(argv: list[str] | None = None) -> int:
     began = time.time()
     try:
         vae = train_vae(cfg, args.work_dir, args.device)
-        if vae_seconds(args.work_dir) is not None:
-            record_time(args.work_dir, "vae", vae_seconds(args.work_dir))
+        seconds = vae_seconds(args.work_dir)
+        if seconds is not None:
+            record_time(args.work_dir, "vae", seconds)
         if args.stage == "vae":
             return 0
         clock = time.time()
