@@ -176,6 +176,7 @@ def _parse_set(items: list[str] | None) -> dict[str, Any]:
 TRAIN_KEYS = {
     "steps": "steps", "lr": "learning_rate", "batch_size": "batch_size",
     "gradient_accumulation_steps": "gradient_accumulation_steps", "gradient_checkpointing": "gradient_checkpointing",
+    "compile": "compile",
     "mixed_precision": "mixed_precision", "seed": "seed", "timestep_distribution": "timestep_distribution",
     "checkpoint_every": "checkpoint_every", "cache_dir": "cache_dir", "tensorboard": "tensorboard",
     "validation_every": "validation_every",

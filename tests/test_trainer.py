@@ -16,9 +16,9 @@ from motiontune.training.trainer import Trainer, TrainConfig
 VIDEO = torch.rand(3, 5, 16, 16, generator=torch.Generator().manual_seed(1)) * 2 - 1
 
 
-def _trainer(folder, out, steps, **kw):
+def _trainer(folder, out, steps, dropout=0.1, **kw):
     spec = load_backbone(folder)
-    recipe = make_recipe("lora", rank=4, alpha=4, dropout=0.1, attention=("joint",))
+    recipe = make_recipe("lora", rank=4, alpha=4, dropout=dropout, attention=("joint",))
     cfg = TrainConfig(output_dir=str(out), steps=steps, progress=False, learning_rate=1e-3, checkpoint_every=3, **kw)
     return Trainer(spec, recipe, TrainingData([Sample(VIDEO, "a red circle moves left")]), cfg)
 
@@ -265,6 +265,26 @@ def test_gradient_checkpointing_matches_and_accumulation_counts(tiny_model_dir, 
     tr.spec.predict = lambda x, t, c, **kw: (calls.append(x.shape[0]), orig(x, t, c, **kw))[1]
     tr.train()
     assert calls == [2] * 6  # 3 steps x 2 micro-batches of 2 samples
+
+
+def test_compiled_denoiser_trains_like_the_eager_one_and_saves_the_same_names(tiny_model_dir, tmp_path):
+    """TrainConfig.compile: the denoiser is compiled in place, so a run gives the eager run's weights
+    (to float tolerance; no LoRA dropout, whose masks compiled code draws from another stream) under
+    the same names, and its checkpoint resumes in an eager run."""
+    folder = tiny_model_dir("wan")
+    eager = _trainer(folder, tmp_path / "eager", 3, dropout=0.0)
+    eager_losses = eager.train().losses
+    compiled = _trainer(folder, tmp_path / "compiled", 3, dropout=0.0, compile=True)
+    assert compiled.spec.denoiser._compiled_call_impl is not None
+    result = compiled.train()
+    a, b = eager.recipe.state_dict(), compiled.recipe.state_dict()
+    assert a.keys() == b.keys() and not any("_orig_mod" in k for k in b)
+    for k in a:
+        assert torch.allclose(a[k], b[k], atol=1e-5), k
+    assert len(result.losses) == 3 and result.losses == pytest.approx(eager_losses, rel=1e-4)
+    resumed = _trainer(folder, tmp_path / "compiled", 4, dropout=0.0)  # eager run going on from the compiled run's step 3
+    assert resumed.train().resumed_from == 3
+    assert resumed.spec.denoiser._compiled_call_impl is None
 
 
 def test_per_sample_loss_weights(tiny_model_dir, tmp_path):

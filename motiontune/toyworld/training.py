@@ -587,11 +587,11 @@ def uses_blur(cfg: ToyModelConfig) -> bool:
 
 
 def train_dit(cfg: ToyModelConfig, work: str, pipeline: str, device: str = "cpu", progress: bool = True, stage: str = "dit",
-              until: int | None = None):
+              until: int | None = None, compile: bool = False):
     """Train the transformer stage ``dit`` (from the pipeline's initial weights) or ``tune`` (from the
     dit stage's final weights, saved as WORK/pipeline-tune) into WORK/<stage>; with ``until``, stop
-    after that step (checkpointed; the stage's schedule stays that of all its steps). Returns the
-    trainer's result."""
+    after that step (checkpointed; the stage's schedule stays that of all its steps); with ``compile``,
+    the transformer is compiled (``TrainConfig.compile``). Returns the trainer's result."""
     from motiontune.backbones import load_backbone
     from motiontune.recipes import make_recipe
     from motiontune.training.trainer import Trainer, TrainConfig
@@ -610,6 +610,7 @@ def train_dit(cfg: ToyModelConfig, work: str, pipeline: str, device: str = "cpu"
         timestep_distribution=cfg.dit_timesteps, train_shift=cfg.dit_shift, timestep_phases=phases,
         warmup_steps=warmup, lr_schedule="cosine", checkpoint_every=cfg.checkpoint_every,
         keep_checkpoints=2, progress=progress, max_grad_norm=1.0, stop_at=None if until is None else min(until, steps),
+        compile=compile,
     )
     bank = LatentBank(work, cfg.caption_dropout, cfg.dit_fg_weight, cfg.dit_shape_weight, swap, swap_levels(cfg),
                       swap_name="tune_swap" if stage == "tune" else "dit_swap",
@@ -824,6 +825,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--snapshot", default=None, help="copy the resumable state to this folder and exit")
     parser.add_argument("--until", type=int, default=None, metavar="STEP",
                         help="with --stage dit or tune: stop that stage after this step (resumable; its schedule is unchanged)")
+    parser.add_argument("--compile", action="store_true",
+                        help="torch.compile the transformer for its stages (needs a C++ compiler on CPU)")
     args = parser.parse_args(argv)
     if args.snapshot:
         print(f"snapshot written to {snapshot(args.work_dir, args.snapshot)}")
@@ -867,7 +870,8 @@ def main(argv: list[str] | None = None) -> int:
         if cfg.tune_steps > 0 and args.stage in ("all", "tune"):
             stages.append(("tune", cfg.tune_steps))
         for stage, steps in stages:
-            result = train_dit(cfg, args.work_dir, pipeline, args.device, stage=stage, until=args.until if args.stage == stage else None)
+            result = train_dit(cfg, args.work_dir, pipeline, args.device, stage=stage,
+                               until=args.until if args.stage == stage else None, compile=args.compile)
             if result.total_seconds is not None:  # None: resumed from a checkpoint that records no time
                 ledger = record_time(args.work_dir, stage, result.total_seconds)
             if not result.finished:

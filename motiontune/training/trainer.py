@@ -44,6 +44,9 @@ class TrainConfig:
     batch_size: int = 1
     gradient_accumulation_steps: int = 1
     gradient_checkpointing: bool = False
+    #: torch.compile the denoiser (in place: weights and checkpoints keep their names), one graph per
+    #: input shape. On CPU it needs a C++ compiler; the first steps of each shape pay for compilation
+    compile: bool = False
     #: "no" (fp32), "bf16" or "fp16" (GPU)
     mixed_precision: str = "no"
     seed: int = 0
@@ -170,6 +173,8 @@ class Trainer:
             raise ConfigError(f"recipe {recipe.name} has no trainable parameters on this backbone")
         if config.gradient_checkpointing and hasattr(spec.denoiser, "enable_gradient_checkpointing"):
             spec.denoiser.enable_gradient_checkpointing()
+        if config.compile:
+            spec.denoiser.compile(dynamic=False)
         spec.denoiser.train()
         self.params = params
         self.optimizer = torch.optim.AdamW(groups, betas=(0.9, 0.999), eps=1e-8)
