@@ -259,3 +259,26 @@ def test_toy_scripts_render_at_the_model_size(tmp_path, results_doc):
     partial = load_script("toy_partial_noise")
     assert partial.main(["--model", folder, "--limit", "1", "--steps", "1", "--levels", "0.5",
                          "--output-json", str(tmp_path / "p.json")]) == 0
+
+
+def test_toy_train_speed_script_on_tiny_toy(tiny_toy, tmp_path, results_doc, capsys):
+    script = load_script("toy_train_speed")
+    out = tmp_path / "speed.json"
+    assert script.main(["--model", tiny_toy, "--modes", "eager", "--latent-frames", "3,1", "--batch", "2", "--steps", "2",
+                        "--warmup", "1", "--quiet", "--output-json", str(out), "--append-results", str(results_doc)]) == 0
+    data = json.loads(out.read_text())
+    assert [(r["mode"], r["latent_frames"], r["steps"], len(r["times"])) for r in data["results"]] == [("eager", 3, 2, 3), ("eager", 1, 2, 3)]
+    for r in data["results"]:
+        assert r["median"] > 0 and r["mean"] == pytest.approx(sum(r["times"][1:]) / 2)
+    text = results_doc.read_text()
+    assert "## Toy training speed" in text and "kept" in text
+    assert "| eager / 3 / " in text and "| eager / 1 / " in text and "--latent-frames 3,1" in text
+    # bad input: one line, exit code 2, the document untouched
+    before = results_doc.read_text()
+    for bad in (["--modes", "fast"], ["--latent-frames", "0"], ["--latent-frames", "x"], ["--steps", "0"],
+                ["--model", str(tmp_path / "missing")]):
+        capsys.readouterr()
+        assert script.main(bad + ["--append-results", str(results_doc)]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("error: ") and "\n" not in err
+    assert results_doc.read_text() == before
