@@ -42,7 +42,8 @@ INTRO = """Seconds per step of the toy transformer's training step (`Trainer.tra
 batch 16, loss weights, half the samples with their own noisy-input latents), eager and with
 `TrainConfig.compile` (`--compile` of `python -m motiontune.toyworld.training`), by
 `benchmarks/toy_train_speed.py` (the command is in each row's last cell). 9 latent frames are a
-full-length clip, 3 a short batch. Warm-up is the first step's time (compilation, when compiled).
+full-length clip, 3 a short batch. "first step s" includes compilation when compiled; it is short
+when torch's compile cache already holds the graphs (a cold first compile took about 2 minutes).
 These CPUs are shared: the same step has measured 1.6 to 2.5 s on different days, so compare rows
 of one date."""
 HEADER = ["mode / latent frames / date", "batch", "threads", "median s/step", "mean s/step", "steps timed", "first step s", "command"]
