@@ -49,14 +49,14 @@ of one date."""
 HEADER = ["mode / latent frames / date", "batch", "threads", "median s/step", "mean s/step", "steps timed", "first step s", "command"]
 
 
-def samples(latent_frames: int, n: int, z_dim: int, grid: int, seed: int) -> TrainingData:
+def samples(latent_frames: int, n: int, z_dim: int, height: int, width: int, seed: int) -> TrainingData:
     g = torch.Generator().manual_seed(seed)
     out = []
     for i in range(n):
         fields = CaptionFields(COLORS[i % len(COLORS)], SHAPES[i % len(SHAPES)], BASE_MOTIONS[i % len(BASE_MOTIONS)],
                                BACKGROUNDS[i % len(BACKGROUNDS)])
-        latents = torch.randn(z_dim, latent_frames, grid, grid, generator=g)
-        weight = 1.0 + 3.0 * (torch.rand(1, latent_frames, grid, grid, generator=g) < 0.1).float()
+        latents = torch.randn(z_dim, latent_frames, height, width, generator=g)
+        weight = 1.0 + 3.0 * (torch.rand(1, latent_frames, height, width, generator=g) < 0.1).float()
         swapped = torch.randn(latents.shape, generator=g) if i % 2 else None
         out.append(Sample(None, caption(fields), "video", f"random-{i}", latents=latents, loss_weight=weight,
                           input_latents=swapped, input_levels=(0.3, 1.0)))
@@ -65,9 +65,8 @@ def samples(latent_frames: int, n: int, z_dim: int, grid: int, seed: int) -> Tra
 
 def measure(model: str, mode: str, latent_frames: int, args) -> dict:
     spec = load_backbone(model, family="wan", device="cpu")
-    cfg = spec.denoiser.config
-    grid = args.frame_size // int(spec.pipe.vae.config.scale_factor_spatial)
-    data = samples(latent_frames, 64, int(cfg.in_channels), grid, args.seed)
+    _, channels, _, height, width = spec.latent_shape(*spec.default_size)  # the model's own frame size
+    data = samples(latent_frames, 64, channels, height, width, args.seed)
     recipe = make_recipe("full", attention=("all",), learning_rate=5e-4)
     with tempfile.TemporaryDirectory() as out:
         tc = TrainConfig(output_dir=out, steps=args.warmup + args.steps, batch_size=args.batch, seed=args.seed,
@@ -91,7 +90,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", default=None, help="toy model folder (default: the packaged one)")
     parser.add_argument("--modes", default="eager,compiled", help="comma-separated: eager, compiled")
     parser.add_argument("--latent-frames", default="9,3", help="comma-separated latent frame counts")
-    parser.add_argument("--frame-size", type=int, default=32)
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--steps", type=int, default=20, help="timed steps")
     parser.add_argument("--warmup", type=int, default=3, help="untimed steps first")
