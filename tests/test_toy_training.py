@@ -320,6 +320,47 @@ def test_short_batches_are_prefixes_of_the_bank_clips(tmp_path, capsys):
     assert state["step"] == 4
 
 
+def test_tune_stage_short_fraction_of_its_own(tmp_path, capsys, monkeypatch):
+    """tune_short_fraction: the tune stage's share of short batches, apart from the dit stage's
+    (None: the dit stage's); a bad value is refused naming that setting."""
+    import pytest
+
+    cfg = training.config_from_settings(["dit_short_fraction=0.25"])
+    assert cfg.tune_short_fraction is None and training.stage_short_fraction(cfg, "tune") == 0.25
+    cfg = training.config_from_settings(["dit_short_fraction=0.25", "tune_short_fraction=0.75"])
+    assert (training.stage_short_fraction(cfg, "dit"), training.stage_short_fraction(cfg, "tune")) == (0.25, 0.75)
+    assert training.config_from_settings(["tune_short_fraction=none"]).tune_short_fraction is None
+    with pytest.raises(SystemExit) as exc:
+        run(tmp_path / "refused", "--set", "tune_short_fraction=1.5")
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and "tune_short_fraction=1.5" in err and "dit_short_fraction" not in err
+    assert not (tmp_path / "refused").exists()
+    # end to end: the dit stage trains on full clips only, the tune stage on short ones only
+    made = []
+    real = training.LatentBank.__init__
+
+    def record(self, *args, **kwargs):
+        real(self, *args, **kwargs)
+        made.append(self)
+
+    monkeypatch.setattr(training.LatentBank, "__init__", record)
+    lengths = {}
+    real_draw = training.LatentBank.draw
+
+    def draw(self, kind, generator, n):
+        samples = real_draw(self, kind, generator, n)
+        lengths.setdefault(made.index(self), set()).update(s.latents.shape[1] for s in samples)
+        return samples
+
+    monkeypatch.setattr(training.LatentBank, "draw", draw)
+    assert run(tmp_path / "work", "--set", "dit_short_fraction=0", "--set", "tune_short_fraction=1",
+               "--set", "dit_short_frames=1", "--set", "tune_steps=2") == 0
+    assert [b.short_fraction for b in made] == [0.0, 1.0]
+    assert lengths == {0: {9}, 1: {1}}
+    state = json.loads((tmp_path / "work" / "tune" / "checkpoints" / "step-000002" / "state.json").read_text())
+    assert state["step"] == 2
+
+
 def test_blurred_inputs_in_the_bank(tmp_path, capsys):
     """dit_blur/tune_blur: the bank gains each clip blurred (added to an existing bank too, its clips
     unchanged), and captioned samples get blurred inputs at blur_levels."""

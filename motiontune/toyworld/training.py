@@ -128,12 +128,15 @@ class ToyModelConfig:
     tune_lr: float = 3e-4
     tune_warmup: int = 50
     tune_swap: float = 0.5
-    #: share of the transformer steps (both stages) whose batch holds only the first
+    #: share of the transformer steps (the dit stage, and the tune stage unless tune_short_fraction
+    #: is set) whose batch holds only the first
     #: dit_short_frames latent frames of each clip (0: none). The Wan VAE is causal, so a prefix of a
     #: clip's latents is the encoding of the clip's first frames: a short batch is a real, shorter
     #: clip (3 latent frames = 5 frames) at about a third of the tokens and cost of a full one
     dit_short_fraction: float = 0.0
     dit_short_frames: int = 3
+    #: the tune stage's own share of short batches (None: dit_short_fraction, as for the dit stage)
+    tune_short_fraction: float | None = None
     #: fraction of the captioned samples (dit stage: dit_blur, tune stage: tune_blur) whose noisy input
     #: is made, at noise levels within blur_levels, from the same clip blurred by a Gaussian of
     #: blur_sigma pixels (drawn per clip, "low,high"; stored in the bank), the target staying the sharp
@@ -493,7 +496,8 @@ class LatentBank(DataSource):
     def __init__(self, work: str, caption_dropout: float, fg_weight: float = 0.0, shape_weight: float = 0.0,
                  swap: float = 0.0, swap_levels: tuple[float, float] = (0.0, 1.0), swap_name: str = "dit_swap",
                  short_fraction: float = 0.0, short_frames: int = 3, blur: float = 0.0,
-                 blur_levels: tuple[float, float] = (0.0, 0.5), blur_name: str = "dit_blur"):
+                 blur_levels: tuple[float, float] = (0.0, 0.5), blur_name: str = "dit_blur",
+                 short_name: str = "dit_short_fraction"):
         tensors = load_tensors(os.path.join(work, "bank.safetensors"))
         self.latents = tensors["latents"]
         with open(os.path.join(work, "bank.json"), encoding="utf-8") as fh:
@@ -508,7 +512,8 @@ class LatentBank(DataSource):
         self.blur, self.blur_levels = blur, tuple(blur_levels)
         self.swap, self.swap_levels = swap, tuple(swap_levels)
         self.short_fraction, self.short_frames = short_fraction, short_frames
-        check_input_shares(swap, blur, short_fraction, short_frames, self.latents.shape[2], swap_name, blur_name)
+        check_input_shares(swap, blur, short_fraction, short_frames, self.latents.shape[2], swap_name, blur_name,
+                           short_name)
         for name, value, maps, what in (("dit_fg_weight", fg_weight, self.subject, "subject masks"),
                                         ("dit_shape_weight", shape_weight, self.shape, "shape-contrast maps"),
                                         (swap_name, swap, self.swapped, "shape-swapped latents"),
@@ -614,7 +619,8 @@ def train_dit(cfg: ToyModelConfig, work: str, pipeline: str, device: str = "cpu"
     )
     bank = LatentBank(work, cfg.caption_dropout, cfg.dit_fg_weight, cfg.dit_shape_weight, swap, swap_levels(cfg),
                       swap_name="tune_swap" if stage == "tune" else "dit_swap",
-                      short_fraction=cfg.dit_short_fraction, short_frames=cfg.dit_short_frames,
+                      short_fraction=stage_short_fraction(cfg, stage), short_frames=cfg.dit_short_frames,
+                      short_name=short_setting(cfg, stage),
                       blur=blur, blur_levels=_pair(cfg, "blur_levels"), blur_name="tune_blur" if stage == "tune" else "dit_blur")
     return Trainer(spec, recipe, bank, tc, {"size": [NUM_FRAMES, cfg.frame_size, cfg.frame_size]}).train()
 
@@ -762,7 +768,8 @@ def restore(source: str, work: str) -> None:
 
 
 def check_input_shares(swap: float, blur: float, short_fraction: float, short_frames: int, latent_frames: int,
-                       swap_name: str = "dit_swap", blur_name: str = "dit_blur") -> None:
+                       swap_name: str = "dit_swap", blur_name: str = "dit_blur",
+                       short_name: str = "dit_short_fraction") -> None:
     """Refuse a swapped or blurred share outside [0, 1] (together at most 1) or short batches that are
     not shorter than a clip of ``latent_frames`` (ConfigError)."""
     if not 0.0 <= swap <= 1.0:
@@ -770,10 +777,21 @@ def check_input_shares(swap: float, blur: float, short_fraction: float, short_fr
     if not 0.0 <= blur <= 1.0 - swap:
         raise ConfigError(f"{blur_name}={blur}: must be a fraction in [0, 1 - {swap_name}] ({swap_name}={swap})")
     if not 0.0 <= short_fraction <= 1.0:
-        raise ConfigError(f"dit_short_fraction={short_fraction}: must be a fraction in [0, 1]")
+        raise ConfigError(f"{short_name}={short_fraction}: must be a fraction in [0, 1]")
     if short_fraction > 0 and not 1 <= short_frames < latent_frames:
         raise ConfigError(f"dit_short_frames={short_frames}: must be from 1 to {latent_frames - 1} "
                           f"(a clip has {latent_frames} latent frames)")
+
+
+def short_setting(cfg: ToyModelConfig, stage: str) -> str:
+    """The name of the setting that gives transformer stage ``stage`` ("dit" or "tune") its share of
+    short batches."""
+    return "tune_short_fraction" if stage == "tune" and cfg.tune_short_fraction is not None else "dit_short_fraction"
+
+
+def stage_short_fraction(cfg: ToyModelConfig, stage: str) -> float:
+    """The share of short batches of transformer stage ``stage``."""
+    return getattr(cfg, short_setting(cfg, stage))
 
 
 def check_config(cfg: ToyModelConfig) -> None:
@@ -785,8 +803,8 @@ def check_config(cfg: ToyModelConfig) -> None:
         raise ConfigError(f"blur_round={cfg.blur_round}: must be a fraction in [0, 1]")
     latent_frames = (NUM_FRAMES - 1) // 2 + 1  # the VAE's causal 2x temporal compression
     for stage in ("dit", "tune"):
-        check_input_shares(getattr(cfg, f"{stage}_swap"), getattr(cfg, f"{stage}_blur"), cfg.dit_short_fraction,
-                           cfg.dit_short_frames, latent_frames, f"{stage}_swap", f"{stage}_blur")
+        check_input_shares(getattr(cfg, f"{stage}_swap"), getattr(cfg, f"{stage}_blur"), stage_short_fraction(cfg, stage),
+                           cfg.dit_short_frames, latent_frames, f"{stage}_swap", f"{stage}_blur", short_setting(cfg, stage))
     if cfg.tune_steps < 0:
         raise ConfigError(f"tune_steps={cfg.tune_steps}: must be 0 (no tune stage) or more")
     levels = len(cfg.vae_dim_mult.split(",")) - 1
