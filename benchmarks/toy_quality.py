@@ -57,6 +57,24 @@ def score(videos: list, fields: list[CaptionFields]) -> dict[str, float]:
     return {k: float(np.mean(v)) for k, v in hits.items()}
 
 
+def clip_records(videos: list, fields: list[CaptionFields]) -> list[dict]:
+    """Per clip (uint8 frames, or the oracle's analyses of them): its prompt, what the oracle read, and
+    the motion of the whole vocabulary that best fits its track, with that fit's unexplained share and
+    the asked motion's (None where there is no track)."""
+    out = []
+    for video, f in zip(videos, fields):
+        a = as_analysis(video)
+        rec = {"prompt": caption(f), "read": {"color": a.color, "shape": a.shape, "background": a.background, "motion": a.motion}}
+        if a.found and len(a.found_frames) > 1:
+            fit = a.fit_motion(MOTIONS)
+            rec["fit"] = {"motion": fit.motion, "error": round(float(fit.errors[fit.motion]), 4),
+                          "asked_error": round(float(fit.errors[f.motion]), 4)}
+        else:
+            rec["fit"] = None
+        out.append(rec)
+    return out
+
+
 def confusion(videos: list, fields: list[CaptionFields]) -> dict[str, dict[str, dict[str, int]]]:
     """For shape and motion: prompt value -> {what the oracle read: count} ("none" where nothing was found)."""
     table: dict[str, dict[str, dict[str, int]]] = {"shape": {}, "motion": {}}
@@ -147,10 +165,10 @@ def main(argv: list[str] | None = None) -> int:
     rc = SamplingConfig(num_inference_steps=args.steps, guidance_scale=args.guidance).resolved(spec)
     result = {"prompts": len(prompts), "weights": args.weights, "generated": model_scores, "ground_truth_renders": truth_scores,
               "sampling": {"steps": rc.num_inference_steps, "guidance": rc.guidance_scale}, "seconds": seconds,
-              "confusion": confusion(analyses, fields)}
+              "confusion": confusion(analyses, fields), "clips": clip_records(analyses, fields)}
     if args.influence_prompts > 0:
         result["word_influence"] = word_influence(spec, fields[: args.influence_prompts], seed=args.seed)
-    print(json.dumps(result, indent=1))
+    print(json.dumps({k: v for k, v in result.items() if k != "clips"}, indent=1))
     if args.output_json:
         with open(args.output_json, "w", encoding="utf-8") as fh:
             json.dump(result, fh, indent=1)

@@ -119,6 +119,11 @@ def test_toy_quality_confusion_of_ground_truth_renders_is_diagonal():
     assert quality.confusion_lines(table).splitlines() == [
         "- shape circle: circle 1", "- shape square: square 1", "- shape triangle: triangle 1",
         "- motion left: left 2", "- motion up: up 1"]
+    records = quality.clip_records(videos, fields)
+    assert [r["prompt"] for r in records] == [quality.caption(f) for f in fields]
+    for r, f in zip(records, fields):  # renders read as asked, and their best-fitting motion is the asked one
+        assert r["read"] == {"color": f.color, "shape": f.shape, "background": f.background, "motion": f.motion}
+        assert r["fit"]["motion"] == f.motion and r["fit"]["error"] == r["fit"]["asked_error"] < 0.1
 
 
 def test_word_influence_is_zero_for_a_model_that_ignores_the_prompt(tiny_toy):
