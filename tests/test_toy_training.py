@@ -519,3 +519,16 @@ def test_bank_encoded_in_padded_chunks_and_compiled_matches_eager(tmp_path, monk
     assert torch.allclose(torch.tensor(means[0]), torch.tensor(means[1]), atol=1e-4)
     saved = AutoencoderKLWan.from_pretrained(str(compiled / "vae"))
     assert sorted(saved.state_dict()) == sorted(vae.state_dict())
+
+
+def test_a_bank_built_anew_replaces_the_recorded_bank_time(tmp_path):
+    """A work folder copied with another run's timings.json: a bank built from nothing records its own
+    time, not the sum; adding the blurred clips to that bank adds their time."""
+    work = tmp_path / "work"
+    assert run(work, "--stage", "vae") == 0
+    (work / "timings.json").write_text(json.dumps({"bank": 1000.0, "dit": 55.0}))
+    assert run(work, "--stage", "bank") == 0
+    built = json.loads((work / "timings.json").read_text())
+    assert 0 < built["bank"] < 1000.0 and built["dit"] == 55.0
+    assert run(work, "--stage", "bank", "--set", "dit_blur=0.3") == 0
+    assert built["bank"] < json.loads((work / "timings.json").read_text())["bank"] < 1000.0

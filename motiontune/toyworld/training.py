@@ -733,7 +733,8 @@ TIMINGS = "timings.json"
 def record_time(work: str, stage: str, seconds: float, add: bool = False) -> dict[str, float]:
     """Write ``stage``'s wall time into the work folder's ``timings.json`` (``add``: on top of what it
     holds) and return the whole ledger. The VAE and transformer stages pass the time their
-    checkpoints recorded over every run that resumed them; the bank adds the time of each build."""
+    checkpoints recorded over every run that resumed them; the bank adds the time of each addition
+    to it (a bank built from nothing starts its entry anew)."""
     path = os.path.join(work, TIMINGS)
     ledger: dict[str, float] = {}
     if os.path.isfile(path):
@@ -907,8 +908,11 @@ def main(argv: list[str] | None = None) -> int:
         if args.stage == "vae":
             return 0
         clock = time.time()
+        # a bank built from nothing replaces the bank time a copied or earlier work folder recorded;
+        # later additions to it (the blurred clips) add theirs
+        fresh = not os.path.isfile(os.path.join(args.work_dir, "bank.safetensors"))
         build_bank(cfg, args.work_dir, vae, args.device, compile=args.compile)
-        ledger = record_time(args.work_dir, "bank", time.time() - clock, add=True)
+        ledger = record_time(args.work_dir, "bank", time.time() - clock, add=not fresh)
         if args.stage == "bank":
             return 0
         pipeline = assemble_pipeline(cfg, args.work_dir, vae)
