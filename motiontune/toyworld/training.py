@@ -28,6 +28,7 @@ the same command runs on a GPU with ``--device cuda``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import itertools
 import json
 import os
@@ -286,7 +287,17 @@ def vae_oracle_check(vae, n: int = 16, seed: int = 123, size: int = FRAME_SIZE) 
     return {"color": float(hits[0] / n), "shape": float(hits[1] / n), "psnr": float(np.mean(psnrs))}
 
 
-def train_vae(cfg: ToyModelConfig, work: str, device: str = "cpu", progress: bool = True):
+#: recompilations torch may make of the compiled VAE's encoder and decoder: their causal convolutions
+#: keep frame caches whose shapes differ from chunk to chunk, each a new graph (12 in a run of the
+#: default config), more than torch's default limit of 8 (past it torch falls back to eager)
+VAE_RECOMPILE_LIMIT = 64
+#: torch.compile backend of the VAE's training ("inductor": C++ kernels, about 7 minutes to compile on 2 cores)
+VAE_COMPILE_BACKEND = "inductor"
+
+
+def train_vae(cfg: ToyModelConfig, work: str, device: str = "cpu", progress: bool = True, compile: bool = False):
+    """Stage 1: the VAE, checkpointed every 100 steps and resumable; with ``compile``, its encoder and
+    decoder are compiled in place (``torch.compile``) for training, and the oracle checks run eager."""
     from diffusers import AutoencoderKLWan
 
     final = os.path.join(work, "vae")
@@ -308,10 +319,26 @@ def train_vae(cfg: ToyModelConfig, work: str, device: str = "cpu", progress: boo
         seconds_before = float(meta.get("seconds", 0.0))
     else:
         seconds_before = 0.0
-    began = time.time()
     bar = tqdm(total=cfg.vae_steps, initial=start, desc="toy VAE", disable=not progress, dynamic_ncols=True)
     raw: list[torch.Tensor] = []
     hook = vae.decoder.register_forward_hook(lambda module, args, out: raw.append(out))
+    if compile:
+        vae.encoder.compile(backend=VAE_COMPILE_BACKEND)
+        vae.decoder.compile(backend=VAE_COMPILE_BACKEND)
+    with contextlib.ExitStack() as stack:
+        if compile:
+            stack.enter_context(torch._dynamo.config.patch(recompile_limit=VAE_RECOMPILE_LIMIT))
+        _vae_steps(cfg, vae, opt, raw, start, ckpt, seconds_before, bar, device, compile)
+    hook.remove()
+    bar.close()
+    vae.eval()
+    vae.save_pretrained(final)
+    return AutoencoderKLWan.from_pretrained(final).to(device) if compile else vae
+
+
+def _vae_steps(cfg: ToyModelConfig, vae, opt, raw: list, start: int, ckpt: str, seconds_before: float, bar,
+               device: str, compile: bool) -> None:
+    began = time.time()
     vae.train()
     for step in range(start, cfg.vae_steps):
         rng = np.random.default_rng([cfg.seed, 1, step])
@@ -341,13 +368,11 @@ def train_vae(cfg: ToyModelConfig, work: str, device: str = "cpu", progress: boo
             _save_vae_state(vae, opt, step + 1, ckpt, seconds_before + time.time() - began)
         if (step + 1) % 500 == 0 or step + 1 == cfg.vae_steps:
             vae.eval()
-            bar.write(f"toy VAE step {step + 1}: oracle on reconstructions {vae_oracle_check(vae, size=cfg.frame_size)}")
+            # eager: the check's clips of all frames would compile more graphs for a few calls
+            with torch.compiler.set_stance("force_eager") if compile else contextlib.nullcontext():
+                check = vae_oracle_check(vae, size=cfg.frame_size)
+            bar.write(f"toy VAE step {step + 1}: oracle on reconstructions {check}")
             vae.train()
-    hook.remove()
-    bar.close()
-    vae.eval()
-    vae.save_pretrained(final)
-    return vae
 
 
 def _save_vae_state(vae, opt, step: int, path: str, seconds: float = 0.0) -> None:
@@ -872,7 +897,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--until", type=int, default=None, metavar="STEP",
                         help="with --stage dit or tune: stop that stage after this step (resumable; its schedule is unchanged)")
     parser.add_argument("--compile", action="store_true",
-                        help="torch.compile the VAE's encoder for the bank and the transformer for its stages "
+                        help="torch.compile the VAE's encoder and decoder for its training, its encoder for the bank "
+                             "and the transformer for its stages "
                              "(needs a C++ compiler on CPU)")
     args = parser.parse_args(argv)
     if args.snapshot:
@@ -901,7 +927,7 @@ def main(argv: list[str] | None = None) -> int:
     atomic_write_text(saved, json.dumps(asdict(cfg), indent=1))
     began = time.time()
     try:
-        vae = train_vae(cfg, args.work_dir, args.device)
+        vae = train_vae(cfg, args.work_dir, args.device, compile=args.compile)
         seconds = vae_seconds(args.work_dir)
         if seconds is not None:
             record_time(args.work_dir, "vae", seconds)
