@@ -291,7 +291,7 @@ def vae_oracle_check(vae, n: int = 16, seed: int = 123, size: int = FRAME_SIZE) 
 #: keep frame caches whose shapes differ from chunk to chunk, each a new graph (12 in a run of the
 #: default config), more than torch's default limit of 8 (past it torch falls back to eager)
 VAE_RECOMPILE_LIMIT = 64
-#: torch.compile backend of the VAE's training ("inductor": C++ kernels, about 7 minutes to compile on 2 cores)
+#: torch.compile backend of the VAE's training ("inductor": C++ kernels, minutes to compile on 2 cores)
 VAE_COMPILE_BACKEND = "inductor"
 
 
@@ -325,54 +325,48 @@ def train_vae(cfg: ToyModelConfig, work: str, device: str = "cpu", progress: boo
     if compile:
         vae.encoder.compile(backend=VAE_COMPILE_BACKEND)
         vae.decoder.compile(backend=VAE_COMPILE_BACKEND)
-    with contextlib.ExitStack() as stack:
-        if compile:
-            stack.enter_context(torch._dynamo.config.patch(recompile_limit=VAE_RECOMPILE_LIMIT))
-        _vae_steps(cfg, vae, opt, raw, start, ckpt, seconds_before, bar, device, compile)
+    began = time.time()
+    vae.train()
+    with torch._dynamo.config.patch(recompile_limit=VAE_RECOMPILE_LIMIT) if compile else contextlib.nullcontext():
+        for step in range(start, cfg.vae_steps):
+            rng = np.random.default_rng([cfg.seed, 1, step])
+            long = step >= cfg.vae_steps - cfg.vae_long_steps
+            x, w = _render_weighted_batch(rng, cfg.vae_long_batch if long else cfg.vae_batch,
+                                          NUM_FRAMES if long else cfg.vae_frames, cfg.vae_fg_weight, cfg.frame_size)
+            x, w = x.to(device), w.to(device)
+            dist = vae.encode(x).latent_dist
+            z = dist.sample(torch.Generator(device).manual_seed(step))
+            raw.clear()
+            vae.decode(z)
+            # the loss reads the decoder's output before AutoencoderKLWan clamps it to [-1, 1]: the clamp has no
+            # gradient where the output overshoots, which stalls learning of saturated subject colours
+            y = torch.cat(raw, dim=2)
+            rec = ((y - x).abs() * w).mean() + (((y - x) ** 2) * w).mean()
+            kl = dist.kl().mean() / z[0].numel()
+            loss = rec + cfg.vae_kl * kl
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
+            for g in opt.param_groups:
+                g["lr"] = cfg.vae_lr * min(1.0, (step + 1) / 100) * (0.1 + 0.9 * 0.5 * (1 + np.cos(np.pi * step / cfg.vae_steps)))
+            opt.step()
+            bar.update(1)
+            bar.set_postfix(rec=f"{rec.item():.4f}", kl=f"{kl.item():.3g}")
+            if (step + 1) % 100 == 0 or step + 1 == cfg.vae_steps:
+                _save_vae_state(vae, opt, step + 1, ckpt, seconds_before + time.time() - began)
+            if (step + 1) % 500 == 0 or step + 1 == cfg.vae_steps:
+                vae.eval()
+                # eager: the check's clips of all frames would compile more graphs for a few calls
+                with torch.compiler.set_stance("force_eager") if compile else contextlib.nullcontext():
+                    check = vae_oracle_check(vae, size=cfg.frame_size)
+                bar.write(f"toy VAE step {step + 1}: oracle on reconstructions {check}")
+                vae.train()
     hook.remove()
     bar.close()
     vae.eval()
     vae.save_pretrained(final)
+    # compiled: the VAE as saved, without the training's compiled graphs and hook
     return AutoencoderKLWan.from_pretrained(final).to(device) if compile else vae
-
-
-def _vae_steps(cfg: ToyModelConfig, vae, opt, raw: list, start: int, ckpt: str, seconds_before: float, bar,
-               device: str, compile: bool) -> None:
-    began = time.time()
-    vae.train()
-    for step in range(start, cfg.vae_steps):
-        rng = np.random.default_rng([cfg.seed, 1, step])
-        long = step >= cfg.vae_steps - cfg.vae_long_steps
-        x, w = _render_weighted_batch(rng, cfg.vae_long_batch if long else cfg.vae_batch,
-                                      NUM_FRAMES if long else cfg.vae_frames, cfg.vae_fg_weight, cfg.frame_size)
-        x, w = x.to(device), w.to(device)
-        dist = vae.encode(x).latent_dist
-        z = dist.sample(torch.Generator(device).manual_seed(step))
-        raw.clear()
-        vae.decode(z)
-        # the loss reads the decoder's output before AutoencoderKLWan clamps it to [-1, 1]: the clamp has no
-        # gradient where the output overshoots, which stalls learning of saturated subject colours
-        y = torch.cat(raw, dim=2)
-        rec = ((y - x).abs() * w).mean() + (((y - x) ** 2) * w).mean()
-        kl = dist.kl().mean() / z[0].numel()
-        loss = rec + cfg.vae_kl * kl
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
-        for g in opt.param_groups:
-            g["lr"] = cfg.vae_lr * min(1.0, (step + 1) / 100) * (0.1 + 0.9 * 0.5 * (1 + np.cos(np.pi * step / cfg.vae_steps)))
-        opt.step()
-        bar.update(1)
-        bar.set_postfix(rec=f"{rec.item():.4f}", kl=f"{kl.item():.3g}")
-        if (step + 1) % 100 == 0 or step + 1 == cfg.vae_steps:
-            _save_vae_state(vae, opt, step + 1, ckpt, seconds_before + time.time() - began)
-        if (step + 1) % 500 == 0 or step + 1 == cfg.vae_steps:
-            vae.eval()
-            # eager: the check's clips of all frames would compile more graphs for a few calls
-            with torch.compiler.set_stance("force_eager") if compile else contextlib.nullcontext():
-                check = vae_oracle_check(vae, size=cfg.frame_size)
-            bar.write(f"toy VAE step {step + 1}: oracle on reconstructions {check}")
-            vae.train()
 
 
 def _save_vae_state(vae, opt, step: int, path: str, seconds: float = 0.0) -> None:
