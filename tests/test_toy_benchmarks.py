@@ -287,3 +287,50 @@ def test_toy_train_speed_script_on_tiny_toy(tiny_toy, tmp_path, results_doc, cap
         err = capsys.readouterr().err.strip()
         assert err.startswith("error: ") and "\n" not in err
     assert results_doc.read_text() == before
+
+
+def test_heldout_motion_shown_needs_a_good_fit():
+    from motiontune.toyworld.motions import HELDOUT_FIT_MAX, MotionFit, MotionParams, heldout_motion_shown
+
+    errors = {"orbit": 0.36, "down": 0.43, "left": 0.9}
+    assert not heldout_motion_shown(MotionFit("orbit", MotionParams(), errors, 0.1))  # best, but a poor fit
+    assert heldout_motion_shown(MotionFit("orbit", MotionParams(), dict(errors, orbit=0.04), 0.1))
+    assert heldout_motion_shown(MotionFit("orbit", MotionParams(), dict(errors, orbit=HELDOUT_FIT_MAX), 0.1))
+    assert not heldout_motion_shown(MotionFit("down", MotionParams(), dict(errors, down=0.01), 0.1))  # a base motion
+    assert not heldout_motion_shown(MotionFit("orbit", MotionParams(), errors, 0.1), max_error=0.3)
+
+
+def test_toy_quality_counts_held_out_motions_of_renders():
+    import numpy as np
+
+    from motiontune.toyworld.render import render
+    from motiontune.toyworld.world import CaptionFields, sample_scene
+
+    quality = load_script("toy_quality")
+    rng = np.random.default_rng(3)
+    asked = [CaptionFields("red", "circle", "left", "black"), CaptionFields("blue", "square", "down", "gray")]
+    # the first clip is a render of an orbit although the prompt asked for "left"; the second is as asked
+    videos = [render(sample_scene(rng, "heldout", motions=["orbit"], shapes=["circle"], backgrounds=["black"])),
+              render(sample_scene(rng, "base", motions=["down"], colors=["blue"], shapes=["square"], backgrounds=["gray"]))]
+    scores = quality.score(videos, asked)
+    assert scores["heldout_motion_appears"] == 0.5 and scores["heldout_motion_shown"] == 0.5
+    assert scores["motion_direction"] == 0.5 and scores["shape"] == 1.0
+
+
+def test_heldout_fit_script_calibrates_the_threshold(tmp_path, results_doc):
+    from motiontune.toyworld.motions import BASE_MOTIONS, HELDOUT_FIT_MAX, HELDOUT_MOTIONS
+
+    script = load_script("toy_heldout_fit")
+    out = tmp_path / "fit.json"
+    assert script.main(["--per-motion", "4", "--output-json", str(out), "--append-results", str(results_doc)]) == 0
+    data = json.loads(out.read_text())
+    assert data["per_motion"] == 4 and sorted(data["motions"]) == sorted(BASE_MOTIONS + HELDOUT_MOTIONS)
+    for m in HELDOUT_MOTIONS:  # renders of a held-out motion fit it well below the threshold, and best
+        r = data["motions"][m]
+        assert r["own_error_quantiles"][-1] < HELDOUT_FIT_MAX / 2 and r["best_is_own"] == 1.0
+    for m in BASE_MOTIONS:  # and no render of a base motion fits a held-out motion best
+        assert data["motions"][m]["best_is_heldout"] == 0.0
+    text = results_doc.read_text()
+    assert "## Toy oracle: how well renders fit their motion" in text and "kept" in text and "| orbit | held-out |" in text
+    with pytest.raises(SystemExit):
+        script.main(["--per-motion", "0"])

@@ -124,8 +124,8 @@ class ToyModelConfig:
     #: weights with its own warm-up and cosine schedule, the dit stage's settings, and tune_swap as
     #: the fraction of swapped inputs (dit_swap_levels). 1,000 steps raised shape accuracy from 0.39
     #: to 0.53 and the shape word's influence threefold (docs/RESULTS.md, "swapped-shape inputs");
-    #: the packaged model's tune stage went on to 3,400 steps with short batches and blurred inputs
-    #: (shape 0.92; docs/RESULTS.md, "short batches and blurred inputs")
+    #: the packaged model's tune stage went on to 5,400 steps with short batches and blurred inputs
+    #: (shape 0.94; docs/RESULTS.md, "the packaged chain within 3 hours")
     tune_steps: int = 1000
     tune_lr: float = 3e-4
     tune_warmup: int = 50
