@@ -23,9 +23,9 @@ from motiontune.errors import ConfigError, ModelLoadError
 #: timestep recipe (docs/RESULTS.md, "Toy demo")
 PREFERRED_RECIPES = ("lora", "timestep")
 DEMO_MOTION = "orbit"
-#: training steps of the demo's customization (400 steps of LoRA at the toy model's learning rate carry
-#: the orbit over to new subjects: docs/RESULTS.md, "Toy demo")
-DEMO_STEPS = 400
+#: training steps of the demo's customization (on the present toy model 600 steps of LoRA at its
+#: learning rate carry the orbit over further than 400, for about 20 s more: docs/RESULTS.md, "Toy demo")
+DEMO_STEPS = 600
 REFERENCE_SCENE = {"shape": "circle", "color": "red", "background": "black", "motion": DEMO_MOTION}
 TARGETS = (
     ("square", "blue", "gray"),
