@@ -24,15 +24,13 @@ import numpy as np
 from motiontune.toyworld.motions import BASE_MOTIONS, HELDOUT_FIT_MAX, HELDOUT_MOTIONS, MOTIONS
 from motiontune.toyworld.oracle import analyze
 from motiontune.toyworld.render import render
+from motiontune.toyworld.training import FRAME_SIZE, NUM_FRAMES
 from motiontune.toyworld.world import sample_scene
 
 sys.path.insert(0, os.path.dirname(__file__))
 from results_doc import command_line, replace_section  # noqa: E402
 
-FRAMES, SIZE = 17, 32  # the packaged toy model's clips
-
-
-def measure(per_motion: int, seed: int = 0, frames: int = FRAMES, size: int = SIZE) -> dict[str, dict]:
+def measure(per_motion: int, seed: int = 0, frames: int = NUM_FRAMES, size: int = FRAME_SIZE) -> dict[str, dict]:
     """Per motion: quantiles (0.5, 0.9, 0.99, max) of the own motion's unexplained share, the share of
     renders whose best fit is their own motion, and (base motions) the smallest held-out error's 1% and
     median and the share whose best fit is a held-out motion."""
@@ -84,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
             rows.append(f"| {m} | {'held-out' if m in HELDOUT_MOTIONS else 'base'} | {q} | {r['best_is_own']:.2f} | {held} | {best_held} |")
         body = (
             f"Command: `{command_line(__file__, argv).strip()}` — {time.strftime('%Y-%m-%d')}, {time.time() - t0:.0f} s.\n\n"
-            f"{args.per_motion} ground-truth renders per motion ({FRAMES} frames of {SIZE}x{SIZE}, random subject, "
+            f"{args.per_motion} ground-truth renders per motion ({NUM_FRAMES} frames of {FRAME_SIZE}x{FRAME_SIZE}, random subject, "
             "background, speed, size, phase and start), read by the oracle; the whole vocabulary is fitted to each "
             "track. \"Still\" is chosen by the track's spread and has no fit error (1.0).\n\n"
             "| motion | split | own motion unexplained: median / 90% / 99% / max | best fit is own | "
