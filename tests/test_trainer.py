@@ -134,8 +134,14 @@ def test_target_for_inverts_the_x0_estimate():
 
 
 def test_input_latents_change_the_noisy_input_within_their_levels(tiny_model_dir, tmp_path):
-    """Samples with input_latents are noised from those at levels within input_levels and trained
-    towards their own latents (target_for); at other levels they train as usual."""
+    """The toy bank's samples with input_latents are noised from those at levels within input_levels
+    and trained towards their own latents (target_for), through the trainer's ``training_input``
+    hook of a data source; at other levels they train as usual."""
+    from motiontune.toyworld.training import BankSample, LatentBank
+
+    class Source(TrainingData):
+        training_input = staticmethod(LatentBank.training_input)
+
     spec = load_backbone(tiny_model_dir("wan"))
     z = spec.encode_video(VIDEO[None]).float()[0]
     other = torch.randn_like(z)
@@ -156,9 +162,9 @@ def test_input_latents_change_the_noisy_input_within_their_levels(tiny_model_dir
         return orig_losses(ctx)
 
     recipe.losses = losses
-    sample = Sample(None, "x", latents=z, input_latents=other, input_levels=(0.5, 1.0))
+    sample = BankSample(None, "x", latents=z, input_latents=other, input_levels=(0.5, 1.0))
     cfg = TrainConfig(output_dir=str(tmp_path), steps=12, progress=False, checkpoint_every=0, batch_size=1)
-    Trainer(spec, recipe, TrainingData([sample]), cfg).train()
+    Trainer(spec, recipe, Source([sample]), cfg).train()
     sched = spec.schedule
     high = low = 0
     for (x_t, t), ctx in zip(seen, captured):
@@ -170,9 +176,9 @@ def test_input_latents_change_the_noisy_input_within_their_levels(tiny_model_dir
         high, low = high + (level >= 0.5), low + (level < 0.5)
     assert high and low  # both kinds of step were exercised
     with pytest.raises(ConfigError):
-        Sample(None, "x", latents=z, input_latents=other[:, :1])
+        BankSample(None, "x", latents=z, input_latents=other[:, :1])
     with pytest.raises(ConfigError):
-        Sample(None, "x", latents=z, input_latents=other, input_levels=(0.8, 0.2))
+        BankSample(None, "x", latents=z, input_latents=other, input_levels=(0.8, 0.2))
 
 
 def test_training_only_uses_timesteps_in_range(tiny_model_dir, tmp_path):

@@ -49,15 +49,29 @@ def inject_lora(
         target_modules=list(target_modules),
         init_lora_weights=init,
     )
+    if any(adapter_name in layer.lora_A for layer in lora_layers(model)):
+        raise ConfigError(f"a LoRA adapter named {adapter_name!r} is already on this model")
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
     if hasattr(model, "add_adapter"):  # diffusers' PeftAdapterMixin (Wan, CogVideoX, HunyuanVideo)
         model.add_adapter(config, adapter_name=adapter_name)
     else:  # UNet3DConditionModel, LatteTransformer3DModel
         inject_adapter_in_model(config, model, adapter_name=adapter_name)
-    # the denoiser is frozen: only this adapter's weights train
+    # peft (and diffusers' add_adapter) make only the newest adapter active and trainable: every
+    # adapter on a layer stays active, each with its own scale (set_lora_scale), and the adapters
+    # injected before keep their trainable flags
+    for layer in lora_layers(model):
+        activate_all(layer)
     for name, p in model.named_parameters():
-        if f".{adapter_name}." in name and "lora_" in name:
-            p.requires_grad_(True)
+        new = f".{adapter_name}." in name and "lora_" in name
+        p.requires_grad_(new or name in trainable)
     return config
+
+
+def activate_all(layer: LoraLayer) -> None:
+    """Make every adapter a peft layer holds active (peft's set_adapter would also change requires_grad)."""
+    names = [n for n in layer.lora_A.keys()]
+    if list(layer.active_adapters) != names:
+        layer._active_adapter = names
 
 
 def lora_layers(model: torch.nn.Module) -> list[LoraLayer]:

@@ -3,6 +3,7 @@ on-disk cache of their latents and prompt embeddings (keyed by content)."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -15,7 +16,7 @@ from motiontune.errors import ConfigError
 from motiontune.utils.files import load_tensors, save_tensors
 
 if TYPE_CHECKING:
-    from motiontune.backbones.base import BackboneSpec
+    from motiontune.backbones.base import BackboneSpec, FrameRule
 
 
 @dataclass
@@ -31,12 +32,8 @@ class Sample:
     #: per-element weights of the diffusion loss over the latents, broadcastable to (C, f, h, w)
     #: (e.g. (1, f, h, w) to stress the subject); None weighs every element equally
     loss_weight: torch.Tensor | None = None
-    #: clean latents (C, f, h, w) the noisy training input is made from instead of ``latents``; the
-    #: model is still trained to produce ``latents`` (e.g. a clip of another shape, so that the
-    #: caption, not the noisy input, has to decide it). Used only at noise levels (fractions of the
-    #: schedule's timesteps) within ``input_levels``; None trains on ``latents`` alone
-    input_latents: torch.Tensor | None = None
-    input_levels: tuple[float, float] = (0.0, 1.0)
+    #: indices of these frames in the source clip (e.g. every k-th frame), or None
+    frame_indices: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
         want = 4 if self.kind == "video" else 3
@@ -44,12 +41,6 @@ class Sample:
             raise ConfigError(f"sample kind must be 'video' or 'image', not {self.kind!r}")
         if self.loss_weight is not None and (self.loss_weight.ndim != 4 or bool((self.loss_weight < 0).any())):
             raise ConfigError(f"{self.source}: loss_weight must be a non-negative (C or 1, f, h, w) tensor, got shape {tuple(self.loss_weight.shape)}")
-        if self.input_latents is not None:
-            if self.latents is None or self.input_latents.shape != self.latents.shape:
-                raise ConfigError(f"{self.source}: input_latents need latents of the same shape")
-            lo, hi = self.input_levels
-            if not 0.0 <= lo <= hi <= 1.0:
-                raise ConfigError(f"{self.source}: input_levels must satisfy 0 <= low <= high <= 1, got {self.input_levels}")
         if self.pixels is None:
             if self.latents is None:
                 raise ConfigError(f"{self.source}: a sample needs pixels or latents")
@@ -73,23 +64,52 @@ class TrainingData:
     def pool(self, kind: str) -> list[Sample]:
         return self.videos if kind == "video" else self.images
 
-    def draw(self, kind: str, generator: torch.Generator, n: int) -> list[Sample]:
-        """``n`` samples of ``kind`` drawn with ``generator``. An image batch without reference
-        images uses single random frames of the reference videos."""
-        pool = self.pool(kind)
-        from_video = kind == "image" and not pool
+    def draw(self, kind: str, generator: torch.Generator, n: int, flip: float = 0.0, frame_stride: int = 1,
+             frame_rule: "FrameRule | None" = None) -> list[Sample]:
+        """``n`` samples of ``kind`` drawn with ``generator``.
+
+        Kinds: ``"video"`` (whole clips), ``"frame"`` (one random frame of a clip, as an image) and
+        ``"image"`` (reference images; single random frames of the clips when there are none).
+        ``flip`` is the probability of a horizontal flip of each sample. ``frame_stride`` k > 1 takes
+        every k-th frame of a clip from a random offset below k, cut to the longest count
+        ``frame_rule`` accepts, and keeps the frame indices in ``Sample.frame_indices``. Draws without
+        flip or stride use the generator exactly as before these options existed.
+        """
+        if kind not in ("video", "image", "frame"):
+            raise ConfigError(f"unknown data pool {kind!r} (video, image, frame)")
+        pool = self.videos if kind == "frame" else self.pool(kind)
+        from_video = kind == "frame" or (kind == "image" and not pool)
         if from_video:
             pool = self.videos
         if not pool:
-            raise ConfigError(f"the recipe asked for a {kind} batch but no {kind} references were given")
+            raise ConfigError(f"the recipe asked for a {kind} batch but no {'video' if kind == 'frame' else kind} references were given")
         out = []
         for _ in range(n):
             sample = pool[int(torch.randint(len(pool), (1,), generator=generator))]
             if from_video:
                 frame = int(torch.randint(sample.pixels.shape[1], (1,), generator=generator))
-                sample = Sample(sample.pixels[:, frame], sample.caption, "image", sample.source)
+                sample = Sample(sample.pixels[:, frame], sample.caption, "image", sample.source,
+                                frame_indices=torch.tensor([frame]))
+            elif kind == "video" and frame_stride > 1:
+                sample = strided(sample, frame_stride, int(torch.randint(frame_stride, (1,), generator=generator)), frame_rule)
+            if flip > 0 and float(torch.rand((), generator=generator)) < flip:
+                sample = dataclasses.replace(sample, pixels=sample.pixels.flip(-1), source=sample.source + " (flipped)")
             out.append(sample)
         return out
+
+
+def strided(sample: Sample, stride: int, offset: int, rule: "FrameRule | None" = None) -> Sample:
+    """Every ``stride``-th frame of a clip from ``offset``, cut to the longest count ``rule`` accepts."""
+    total = sample.pixels.shape[1]
+    idx = torch.arange(offset if offset < total else 0, total, stride)
+    n = len(idx)
+    if rule is not None:
+        while n > 0 and not rule.is_valid(n):
+            n -= 1
+        if n == 0:
+            raise ConfigError(f"{sample.source}: every {stride}th frame leaves {len(idx)} of {total} frames; the backbone needs {rule.describe()}")
+    idx = idx[:n]
+    return Sample(sample.pixels[:, idx], sample.caption, sample.kind, sample.source, frame_indices=idx)
 
 
 class DataSource:

@@ -1,8 +1,9 @@
 """The sampling loop shared by every backbone and recipe.
 
 Classifier-free guidance on the backbone's own scheduler, a per-timestep adapter schedule
-(``recipe.adapter_scale(t)`` is applied before every denoiser call, so an adapter can act on
-part of the trajectory only), one seed per prompt (a prompt's video does not depend on which
+(``recipe.apply_schedule(t)`` sets ``recipe.adapter_scale(t)``, or one scale per named adapter,
+before every denoiser call, so an adapter can act on part of the trajectory only), the recipe's
+conditioning edit and forward context around every call (:mod:`motiontune.hooks.call`), one seed per prompt (a prompt's video does not depend on which
 other prompts share the call), and several prompts per call.
 """
 
@@ -17,6 +18,7 @@ from tqdm.auto import tqdm
 
 from motiontune.backbones.base import cat_conditioning
 from motiontune.errors import ConfigError
+from motiontune.hooks.call import DenoiserCall, denoiser_call
 
 if TYPE_CHECKING:
     from motiontune.backbones.base import BackboneSpec
@@ -86,6 +88,7 @@ def denoise(
     cond_fn: Callable[[float], dict[str, torch.Tensor]] | None = None,
     start_step: int = 0,
     callback: Callable[[int, float, torch.Tensor], None] | None = None,
+    phase: str = "sample",
 ) -> torch.Tensor:
     """Run the reverse process from ``latents`` and return clean latents.
 
@@ -118,20 +121,22 @@ def denoise(
             cond = cond_fn(tf)
             both = cat_conditioning([uncond, cond]) if guided else cond
         if recipe is not None:
-            recipe.set_adapter_scale(scale_fn(tf) if scale_fn else recipe.adapter_scale(tf))
+            recipe.apply_schedule(tf, scale_fn)
         model_in = scheduler.scale_model_input(latents, t) if hasattr(scheduler, "scale_model_input") else latents
         if guided:
             x = torch.cat([model_in, model_in])
-            out = spec.predict(x, t.expand(x.shape[0]), both)
+            tt = t.expand(x.shape[0])
+            out = denoiser_call(spec, recipe, x, tt, both, DenoiserCall(phase, tt, tuple(x.shape), uncond_batch=model_in.shape[0]))
             out_u, out_c = out.float().chunk(2)
             out = out_u + cfg.guidance_scale * (out_c - out_u)
         else:
-            out = spec.predict(model_in, t.expand(model_in.shape[0]), cond).float()
+            tt = t.expand(model_in.shape[0])
+            out = denoiser_call(spec, recipe, model_in, tt, cond, DenoiserCall(phase, tt, tuple(model_in.shape))).float()
         latents = spec.scheduler_step(scheduler, out, t, latents, i, state, **extra)
         if callback is not None:
             callback(i, tf, latents)
     if recipe is not None:
-        recipe.set_adapter_scale(recipe.config.scale)
+        recipe.reset_schedule()
     return latents
 
 
@@ -145,6 +150,7 @@ def generate(
     latents: torch.Tensor | None = None,
     return_latents: bool = False,
     scale_fn: Callable[[float], float] | None = None,
+    phase: str = "sample",
 ) -> torch.Tensor:
     """Generate one video per prompt; returns pixels (N, 3, F, H, W) in [-1, 1]."""
     if isinstance(prompts, str):
@@ -159,6 +165,6 @@ def generate(
         uncond = spec.encode_prompt([cfg.negative_prompt] * len(chunk)) if cfg.guidance_scale != 1.0 else None
         init = latents[start : start + len(chunk)] if latents is not None else initial_noise(spec, cfg, len(chunk), start)
         desc = f"sampling {start + 1}-{start + len(chunk)}/{len(prompts)}"
-        z = denoise(spec, init.to(spec.device), cond, uncond, cfg, recipe, scale_fn, progress, desc)
+        z = denoise(spec, init.to(spec.device), cond, uncond, cfg, recipe, scale_fn, progress, desc, phase=phase)
         outs.append(z if return_latents else spec.decode_latents(z).float().cpu())
     return torch.cat(outs)

@@ -32,9 +32,11 @@ from tqdm.auto import tqdm
 from motiontune.backbones.base import cat_conditioning
 from motiontune.diffusion.sampling import SamplingConfig, denoise
 from motiontune.errors import ConfigError
+from motiontune.hooks.call import DenoiserCall, denoiser_call
 
 if TYPE_CHECKING:
     from motiontune.backbones.base import BackboneSpec
+    from motiontune.recipes.base import Recipe
 
 CaptionAt = str | Callable[[float], str]
 
@@ -132,11 +134,15 @@ def _conditions(spec: "BackboneSpec", caption: str, guidance: float, negative_pr
     return cond, uncond
 
 
-def _model_output(spec, x, t, cond, uncond, guidance):
+def _model_output(spec, x, t, cond, uncond, guidance, recipe=None):
     tt = t.expand(x.shape[0])
+    if recipe is not None:
+        recipe.apply_schedule(float(t))
     if uncond is None:
-        return spec.predict(x, tt, cond).float()
-    out = spec.predict(torch.cat([x, x]), t.expand(2 * x.shape[0]), cat_conditioning([uncond, cond])).float()
+        return denoiser_call(spec, recipe, x, tt, cond, DenoiserCall("probe", tt, tuple(x.shape))).float()
+    t2 = t.expand(2 * x.shape[0])
+    out = denoiser_call(spec, recipe, torch.cat([x, x]), t2, cat_conditioning([uncond, cond]),
+                        DenoiserCall("probe", t2, (2 * x.shape[0], *x.shape[1:]), uncond_batch=x.shape[0])).float()
     out_u, out_c = out.chunk(2)
     return out_u + guidance * (out_c - out_u)
 
@@ -150,8 +156,10 @@ def invert(
     guidance: float = 1.0,
     negative_prompt: str = "",
     progress: bool = False,
+    recipe: "Recipe | None" = None,
 ) -> InversionResult:
-    """Invert clean latents (1, C, f, h, w) with ``caption`` over the ``num_steps`` sampling grid."""
+    """Invert clean latents (1, C, f, h, w) with ``caption`` over the ``num_steps`` sampling grid
+    (with ``recipe``'s adapters, scale schedule and hooks when given; the base model otherwise)."""
     if num_steps < 1:
         raise ConfigError(f"the number of inversion steps must be >= 1 (got {num_steps})")
     scheduler = probe_scheduler(spec)
@@ -174,7 +182,7 @@ def invert(
 
     for k in tqdm(range(n - 1, -1, -1), desc="inverting", disable=not progress, leave=False):
         t = timesteps[k]
-        out = _model_output(spec, x, t, cond, uncond, guidance)
+        out = _model_output(spec, x, t, cond, uncond, guidance, recipe)
         if flow:
             x = x + (sigmas[k] - sigmas[k + 1]).to(x.device) * out
         else:
@@ -188,6 +196,8 @@ def invert(
                 eps = s1 * x + sa * out
             x = math.sqrt(a_next) * x0 + math.sqrt(1.0 - a_next) * eps
         states.append(x)
+    if recipe is not None:
+        recipe.reset_schedule()
     states.reverse()
     return InversionResult(
         timesteps=[float(t) for t in timesteps],

@@ -6,19 +6,29 @@ A recipe
 * declares its trainable parameters and optimizer groups (:meth:`Recipe.param_groups`),
 * constrains training timesteps (``config.train_timesteps``, a :class:`TimestepRange`) —
   a general option of every recipe,
-* picks what each step trains on (:meth:`Recipe.batch_kind`: ``"video"`` or ``"image"``),
-* adds loss terms (:meth:`Recipe.losses`), edits gradients (:meth:`Recipe.after_backward`),
+* picks what each step trains on (:meth:`Recipe.batch_kind`: ``"video"`` or ``"image"``), or,
+  for methods with several branches, lays out stages and passes (:meth:`Recipe.branches`,
+  :meth:`Recipe.stages`, :meth:`Recipe.passes`, :meth:`Recipe.pools`; see
+  :mod:`motiontune.training.plan`),
+* adds loss terms (:meth:`Recipe.losses`, from :mod:`motiontune.losses`), edits gradients
+  (:meth:`Recipe.after_backward`),
+* may edit the text conditioning (:meth:`Recipe.condition`) and wrap every denoiser call in a
+  context (:meth:`Recipe.forward_context`), in training, validation, sampling and the probe alike
+  (:mod:`motiontune.hooks.call`),
 * sets its inference schedule (:meth:`Recipe.adapter_scale` as a function of t, by default
-  1 inside ``config.infer_timesteps`` and 0 outside),
+  1 inside ``config.infer_timesteps`` and 0 outside; :meth:`Recipe.adapter_scales` gives one
+  scale per named adapter),
 * saves and loads itself (:meth:`Recipe.save`, :func:`load_recipe`) as safetensors plus a
   JSON file holding every setting needed to reproduce a generation.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -26,9 +36,13 @@ import torch
 
 from motiontune.diffusion.schedules import TimestepRange
 from motiontune.errors import ConfigError
+from motiontune.losses import diffusion_loss
+from motiontune.training.plan import Pass, Stage
 
 if TYPE_CHECKING:
-    from motiontune.backbones.base import BackboneSpec
+    from motiontune.backbones.base import BackboneSpec, Conditioning
+    from motiontune.data.dataset import Sample
+    from motiontune.hooks.call import DenoiserCall
 
 RECIPE_FILE = "motiontune.json"
 
@@ -88,6 +102,9 @@ class LossContext:
     extras: dict[str, Any] = field(default_factory=dict)
     #: per-element loss weights broadcastable to ``prediction`` (from the samples' ``loss_weight``), or None
     weight: torch.Tensor | None = None
+    #: the pass of the step (``Pass.name``) and its data pool
+    pass_name: str = ""
+    pool: str = "video"
 
 
 class Recipe:
@@ -120,7 +137,34 @@ class Recipe:
         """Trainable parameters by a stable name (used for checkpoints)."""
         raise NotImplementedError
 
-    # ---------------------------------------------------------------- training
+    # ---------------------------------------------------------------- branches, stages, passes
+    def branches(self) -> dict[str, dict[str, torch.nn.Parameter]]:
+        """Trainable parameters by branch (each branch has its own optimizer). Default: one
+        branch, ``"default"``, holding :meth:`named_trainable`."""
+        return {"default": self.named_trainable()}
+
+    def branch_settings(self, branch: str) -> dict[str, Any]:
+        """Learning rate and weight decay of ``branch`` (default: the recipe's)."""
+        return {"lr": self.config.learning_rate, "weight_decay": self.config.weight_decay}
+
+    def adapter_names(self) -> list[str]:
+        """Named adapters whose scale :meth:`set_adapter_scales` sets (empty: one unnamed adapter)."""
+        return []
+
+    def stages(self) -> list[Stage]:
+        """The run's stages; default one stage over all steps, training every branch on clips."""
+        return [Stage()]
+
+    def passes(self, step: int, stage: Stage, generator: torch.Generator) -> list[Pass]:
+        """The passes of ``step``. ``generator`` is seeded by the run's seed and the step only (the
+        same on every process). Default: one pass on the stage's pool (or :meth:`batch_kind`)."""
+        kind = self.batch_kind(step, generator) if stage.pool == "video" else stage.pool
+        return [Pass(pool=kind, train=stage.train)]
+
+    def pools(self) -> dict[str, Callable[[Any, torch.Generator, int], "list[Sample]"]]:
+        """Extra data pools of this recipe: name -> ``draw(data, generator, n) -> samples``."""
+        return {}
+
     @property
     def train_range(self) -> TimestepRange | None:
         return self.config.train_timesteps
@@ -128,6 +172,15 @@ class Recipe:
     def batch_kind(self, step: int, generator: torch.Generator) -> str:
         """What this step trains on: ``"video"`` (default) or ``"image"``."""
         return "video"
+
+    # ---------------------------------------------------------------- hooks (every phase)
+    def condition(self, cond: "Conditioning", call: "DenoiserCall") -> "Conditioning":
+        """Edit the text conditioning before the denoiser sees it (default: unchanged)."""
+        return cond
+
+    def forward_context(self, call: "DenoiserCall") -> contextlib.AbstractContextManager:
+        """A context entered around every denoiser call (default: none)."""
+        return contextlib.nullcontext()
 
     def on_step_start(self, step: int, kind: str) -> None:
         """Called before the forward pass of each step."""
@@ -153,6 +206,32 @@ class Recipe:
 
     def set_adapter_scale(self, scale: float) -> None:
         raise NotImplementedError
+
+    def adapter_scales(self, t: float) -> dict[str, float]:
+        """Scale of each named adapter at native timestep ``t`` (default: :meth:`adapter_scale` for all)."""
+        s = self.adapter_scale(t)
+        return {name: s for name in self.adapter_names()}
+
+    def set_adapter_scales(self, scales: dict[str, float]) -> None:
+        """Set named adapters' scales (recipes with named adapters override this)."""
+        if scales:
+            raise ConfigError(f"the {self.name} recipe has no named adapters (got {', '.join(scales)})")
+
+    def apply_schedule(self, t: float, scale_fn: Callable[[float], float] | None = None) -> None:
+        """Set the adapter scale(s) for the denoiser call at ``t`` (sampling)."""
+        if scale_fn is not None:
+            self.set_adapter_scale(scale_fn(t))
+        elif self.adapter_names():
+            self.set_adapter_scales(self.adapter_scales(t))
+        else:
+            self.set_adapter_scale(self.adapter_scale(t))
+
+    def reset_schedule(self) -> None:
+        """Back to the scales of training (after sampling)."""
+        if self.adapter_names():
+            self.set_adapter_scales({n: self.config.scale for n in self.adapter_names()})
+        else:
+            self.set_adapter_scale(self.config.scale)
 
     # ---------------------------------------------------------------- persistence
     def state_dict(self) -> dict[str, torch.Tensor]:
@@ -180,16 +259,6 @@ class Recipe:
     def describe(self) -> dict[str, Any]:
         n = sum(p.numel() for p in self.trainable_parameters()) if self.spec is not None else None
         return {"recipe": self.name, "trainable_parameters": n, "config": self.config.to_dict()}
-
-
-def diffusion_loss(prediction: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
-    """Mean squared error; with ``weight`` (broadcastable to ``prediction``), the weighted mean
-    ``sum(w * e^2) / sum(w)``, so that uniform weights give the plain loss."""
-    err = (prediction.float() - target.float()) ** 2
-    if weight is None:
-        return err.mean()
-    w = weight.float().expand_as(err)
-    return (w * err).sum() / w.sum().clamp_min(1e-12)
 
 
 def write_recipe_json(folder: str, recipe: Recipe, metadata: dict[str, Any] | None = None) -> str:

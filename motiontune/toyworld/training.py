@@ -592,11 +592,51 @@ class LatentBank(DataSource):
             return t if t is None or frames is None else t[:, :frames]
 
         return [
-            Sample(None, "" if d else self.captions[int(i)], "video", "bank", latents=cut(self.latents[int(i)]), loss_weight=cut(self._weight(int(i))),
-                   input_latents=cut(self.swapped[int(i)]) if w else cut(self.blurred[int(i)]) if b else None,
-                   input_levels=self.blur_levels if b else self.swap_levels)
+            BankSample(None, "" if d else self.captions[int(i)], "video", "bank", latents=cut(self.latents[int(i)]), loss_weight=cut(self._weight(int(i))),
+                       input_latents=cut(self.swapped[int(i)]) if w else cut(self.blurred[int(i)]) if b else None,
+                       input_levels=self.blur_levels if b else self.swap_levels)
             for i, d, w, b in zip(idx, drop, swap, blur)
         ]
+
+    @staticmethod
+    def training_input(samples: list[Sample], x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor, schedule) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """The trainer's hook for a source's own noisy inputs (see :class:`BankSample`): samples with
+        input latents, at levels within their band, get a noisy input made from those latents and
+        the target whose x0 estimate is the sample's own latents. None: the trainer's own input."""
+        if not any(getattr(s, "input_latents", None) is not None for s in samples):
+            return None
+        x_t = schedule.add_noise(x0, noise, t)
+        target = schedule.target(x0, noise, t)
+        x_in = torch.stack([(s.latents if s.input_latents is None else s.input_latents).float() for s in samples]).to(x0.device)
+        levels = torch.tensor([s.input_levels if s.input_latents is not None else (2.0, 2.0) for s in samples], dtype=torch.float32)
+        low, high = levels[:, 0], levels[:, 1]
+        level = t.float().cpu() / schedule.num_train_timesteps
+        use = ((level >= low) & (level <= high) & (level > 0)).to(x0.device).view(-1, *([1] * (x0.ndim - 1)))
+        if bool(use.any()):
+            x_alt = schedule.add_noise(x_in, noise, t)
+            x_t = torch.where(use, x_alt, x_t)
+            target = torch.where(use, schedule.target_for(x_alt, x0, t.clamp_min(1e-6) if t.is_floating_point() else t), target)
+        return x_t, target
+
+
+@dataclass
+class BankSample(Sample):
+    """A bank clip that may bring its own noisy-input latents: ``input_latents`` (C, f, h, w) (a clip
+    of another shape, or the same clip blurred) are what the noisy training input is made from at
+    noise levels (fractions of the schedule's timesteps) within ``input_levels``; the model is
+    still trained to produce ``latents``, so the caption, not the noisy input, has to decide them."""
+
+    input_latents: torch.Tensor | None = None
+    input_levels: tuple[float, float] = (0.0, 1.0)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.input_latents is not None:
+            if self.latents is None or self.input_latents.shape != self.latents.shape:
+                raise ConfigError(f"{self.source}: input_latents need latents of the same shape")
+            lo, hi = self.input_levels
+            if not 0.0 <= lo <= hi <= 1.0:
+                raise ConfigError(f"{self.source}: input_levels must satisfy 0 <= low <= high <= 1, got {self.input_levels}")
 
 
 # ---------------------------------------------------------------------------- stage 3: DiT

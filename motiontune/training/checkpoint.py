@@ -51,17 +51,46 @@ def optimizer_from_tensors(
     optimizer.load_state_dict({"state": state, "param_groups": groups})
 
 
+def optimizers_to_tensors(optimizers: dict[str, torch.optim.Optimizer]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Several optimizers (one per branch) as one flat tensor dict and one metadata dict; a single
+    optimizer named ``default`` is written exactly as :func:`optimizer_to_tensors` writes it."""
+    if list(optimizers) == ["default"]:
+        return optimizer_to_tensors(optimizers["default"])
+    tensors: dict[str, torch.Tensor] = {}
+    metas: dict[str, Any] = {}
+    for name, opt in optimizers.items():
+        t, m = optimizer_to_tensors(opt)
+        tensors.update({f"{name}/{k}": v for k, v in t.items()})
+        metas[name] = m
+    return tensors, {"branches": metas}
+
+
+def optimizers_from_tensors(optimizers: dict[str, torch.optim.Optimizer], tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
+    if "branches" not in meta:
+        if list(optimizers) != ["default"]:
+            raise ConfigError(f"checkpoint holds one optimizer but this run has one per branch ({', '.join(optimizers)})")
+        optimizer_from_tensors(optimizers["default"], tensors, meta)
+        return
+    saved = meta["branches"]
+    if set(saved) != set(optimizers):
+        raise ConfigError(f"checkpoint has optimizers for {', '.join(sorted(saved))}; this run has {', '.join(sorted(optimizers))}")
+    for name, opt in optimizers.items():
+        prefix = f"{name}/"
+        optimizer_from_tensors(opt, {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}, saved[name])
+
+
 def save_checkpoint(
     folder: str,
     step: int,
     adapter: dict[str, torch.Tensor],
-    optimizer: torch.optim.Optimizer,
+    optimizer: torch.optim.Optimizer | dict[str, torch.optim.Optimizer],
     extra: dict[str, Any] | None = None,
     keep: int = 2,
 ) -> str:
     root = os.path.join(folder, "checkpoints")
     final = os.path.join(root, f"step-{step:06d}")
-    opt_tensors, opt_meta = optimizer_to_tensors(optimizer)
+    optimizers = optimizer if isinstance(optimizer, dict) else {"default": optimizer}
+    opt_tensors, opt_meta = optimizers_to_tensors(optimizers)
     with atomic_directory(final) as tmp:
         save_tensors(adapter, os.path.join(tmp, "adapter.safetensors"))
         save_tensors(opt_tensors, os.path.join(tmp, "optimizer.safetensors"))

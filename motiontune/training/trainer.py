@@ -1,5 +1,11 @@
 """The trainer shared by every recipe (built on accelerate).
 
+A recipe's training is laid out as stages and passes (:mod:`motiontune.training.plan`): each
+branch of trainable parameters has its own optimizer, and a step steps only the optimizers of
+the branches it trained, so a branch that runs in the forward pass without being trained is
+left exactly as it was (no momentum, no weight decay), also with gradient accumulation and
+across processes.
+
 Each step draws everything random (which sample, timesteps, noise, dropout) from generators
 seeded by ``(seed, step, rank)``, so a run interrupted and resumed from a checkpoint ends with
 exactly the adapter weights and optimizer state of an uninterrupted run. In data-parallel runs
@@ -22,13 +28,15 @@ from tqdm.auto import tqdm
 
 from motiontune.data.dataset import LatentCache, Sample, TrainingData
 from motiontune.errors import ConfigError
+from motiontune.hooks.call import DenoiserCall, denoiser_call
 from motiontune.recipes.base import LossContext
 from motiontune.training.checkpoint import (
     latest_checkpoint,
     load_checkpoint,
-    optimizer_from_tensors,
+    optimizers_from_tensors,
     save_checkpoint,
 )
+from motiontune.training.plan import BUILTIN_POOLS, Pass, StageSpan, check_pass, layout_stages, stage_at, stage_summary
 
 if TYPE_CHECKING:
     from motiontune.backbones.base import BackboneSpec
@@ -141,6 +149,21 @@ def _step_seed(seed: int, step: int, rank: int) -> int:
     return (seed * 1_000_003 + step * 7_919 + rank * 104_729) % (2**63 - 1)
 
 
+def _plan_seed(seed: int, step: int) -> int:
+    """Seed of a step's pass plan: the same on every process."""
+    return (seed * 2_000_029 + step * 15_485_863 + 1) % (2**63 - 1)
+
+
+def make_optimizer(kind: str, groups: list[dict[str, Any]]) -> torch.optim.Optimizer:
+    if kind == "adamw":
+        return torch.optim.AdamW(groups, betas=(0.9, 0.999), eps=1e-8)
+    if kind == "adam":
+        return torch.optim.Adam(groups, betas=(0.9, 0.999), eps=1e-8)
+    if kind == "sgd":
+        return torch.optim.SGD(groups, momentum=0.9)
+    raise ConfigError(f"unknown optimizer {kind!r}")
+
+
 class Trainer:
     def __init__(self, spec: "BackboneSpec", recipe: "Recipe", data: TrainingData, config: TrainConfig, metadata: dict[str, Any] | None = None):
         from accelerate import Accelerator
@@ -167,18 +190,23 @@ class Trainer:
         recipe.apply(spec)
         if config.learning_rate is not None:
             recipe.config.learning_rate = config.learning_rate
-        groups = recipe.param_groups()
-        params = [p for g in groups for p in g["params"]]
+        self.branches = {b: list(ps.values()) for b, ps in recipe.branches().items()}
+        params = [p for ps in self.branches.values() for p in ps]
         if not params:
             raise ConfigError(f"recipe {recipe.name} has no trainable parameters on this backbone")
+        self.pool_fns = recipe.pools()
+        pools = list(dict.fromkeys([*BUILTIN_POOLS, *self.pool_fns]))
+        self.spans: list[StageSpan] = layout_stages(recipe.stages(), config.steps, list(self.branches), pools)
+        self._pools = pools
         if config.gradient_checkpointing and hasattr(spec.denoiser, "enable_gradient_checkpointing"):
             spec.denoiser.enable_gradient_checkpointing()
         if config.compile:
             spec.denoiser.compile(dynamic=False)
         spec.denoiser.train()
         self.params = params
-        self.optimizer = torch.optim.AdamW(groups, betas=(0.9, 0.999), eps=1e-8)
-        self.base_lrs = [g["lr"] for g in self.optimizer.param_groups]
+        self.optimizers = self._make_optimizers()
+        self.base_lrs = {k: [g["lr"] for g in o.param_groups] for k, o in self.optimizers.items()}
+        self.base_wds = {k: [g.get("weight_decay", 0.0) for g in o.param_groups] for k, o in self.optimizers.items()}
         self.cache = LatentCache(spec, config.cache_dir)
         self.schedule = spec.schedule
         if hasattr(self.schedule, "shift"):
@@ -188,12 +216,67 @@ class Trainer:
         self._images_only = bool(pool and not pool("video") and pool("image"))
         self.rank = self.accelerator.process_index
         self.world = self.accelerator.num_processes
+        self._check_data()
+
+    def _make_optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        """One optimizer per (branch, optimizer kind its stages use); a recipe with one branch keeps
+        its own parameter groups in one optimizer named ``default``."""
+        if list(self.branches) == ["default"] and all(sp.stage.optimizer == "adamw" for sp in self.spans):
+            return {"default": make_optimizer("adamw", self.recipe.param_groups())}
+        out: dict[str, torch.optim.Optimizer] = {}
+        for branch, params in self.branches.items():
+            if not params:
+                continue
+            settings = self.recipe.branch_settings(branch)
+            for sp in self.spans:
+                if sp.stage.train is not None and branch not in sp.stage.train:
+                    continue
+                key = self._opt_key(branch, sp.stage.optimizer)
+                if key not in out:
+                    out[key] = make_optimizer(sp.stage.optimizer, [{"params": params, "lr": float(settings["lr"]),
+                                                                    "weight_decay": float(settings.get("weight_decay", 0.0))}])
+        return out
+
+    @staticmethod
+    def _opt_key(branch: str, kind: str) -> str:
+        return branch if kind == "adamw" else f"{branch}:{kind}"
+
+    @property
+    def optimizer(self) -> torch.optim.Optimizer:
+        """The optimizer of a one-branch recipe."""
+        if len(self.optimizers) != 1:
+            raise AttributeError(f"this run has one optimizer per branch: {', '.join(self.optimizers)}")
+        return next(iter(self.optimizers.values()))
+
+    def _check_data(self) -> None:
+        """Refuse, before any step, a stage whose frame sampling leaves a clip the backbone cannot take."""
+        videos = [s for s in getattr(self.data, "videos", []) if s.pixels is not None]
+        for sp in self.spans:
+            k = sp.stage.frame_stride
+            if k == 1:
+                continue
+            for s in videos:
+                n = s.pixels.shape[1]
+                kept = usable_frames(-(-n // k), self.spec.frame_rule)
+                if kept < 1:
+                    raise ConfigError(f"stage {sp.stage.name!r}: every {k}th frame of {s.source} leaves {-(-n // k)} of {n} frames; "
+                                      f"this backbone needs {self.spec.frame_rule.describe()}")
 
     # ------------------------------------------------------------------ data
-    def _draw(self, kind: str, gen: torch.Generator) -> tuple[torch.Tensor, dict[str, torch.Tensor], torch.Tensor | None, tuple | None]:
-        """x0, the condition, loss weights (or None) and, when some sample brings its own noisy-input
-        latents, (input latents, low, high levels per sample) (else None)."""
-        samples: list[Sample] = self.data.draw(kind, gen, self.config.batch_size)
+    def _samples(self, kind: str, gen: torch.Generator, span: StageSpan) -> list[Sample]:
+        n = self.config.batch_size
+        if kind in self.pool_fns:
+            return self.pool_fns[kind](self.data, gen, n)
+        stage = span.stage
+        if stage.flip or stage.frame_stride > 1:
+            if not isinstance(self.data, TrainingData):
+                raise ConfigError(f"stage {stage.name!r}: flip and frame_stride need reference clips, not {type(self.data).__name__}")
+            return self.data.draw(kind, gen, n, flip=stage.flip, frame_stride=stage.frame_stride, frame_rule=self.spec.frame_rule)
+        return self.data.draw(kind, gen, n)
+
+    def _draw(self, kind: str, gen: torch.Generator, span: StageSpan) -> tuple[list[Sample], torch.Tensor, dict[str, torch.Tensor], torch.Tensor | None]:
+        """The samples, x0, the condition and loss weights (or None)."""
+        samples: list[Sample] = self._samples(kind, gen, span)
         weight = None
         if any(s.loss_weight is not None for s in samples):
             shapes = {tuple(s.loss_weight.shape) for s in samples if s.loss_weight is not None}
@@ -211,12 +294,7 @@ class Trainer:
                 x0 = self.spec.encode_video(pixels).float()
         conds = [self.cache.prompt(s.caption) for s in samples]
         cond = {k: torch.cat([c[k] for c in conds]).to(self.spec.device) for k in conds[0]}
-        inputs = None
-        if any(s.input_latents is not None for s in samples):
-            x_in = torch.stack([(s.latents if s.input_latents is None else s.input_latents).float() for s in samples])
-            levels = torch.tensor([s.input_levels if s.input_latents is not None else (2.0, 2.0) for s in samples], dtype=torch.float32)
-            inputs = (x_in.to(self.spec.device), levels[:, 0], levels[:, 1])
-        return x0.to(self.spec.device), cond, weight, inputs
+        return samples, x0.to(self.spec.device), cond, weight
 
     # ------------------------------------------------------------------ one step
     def _lr_factor(self, step: int) -> float:
@@ -228,60 +306,116 @@ class Trainer:
             factor *= cfg.min_lr_ratio + (1.0 - cfg.min_lr_ratio) * 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
         return factor
 
+    def step_plan(self, step: int) -> tuple[StageSpan, list[Pass], list[str]]:
+        """The stage of ``step``, its passes and the branches it trains (the same on every process)."""
+        span = stage_at(self.spans, step)
+        gen = torch.Generator().manual_seed(_plan_seed(self.config.seed, step))
+        passes = self.recipe.passes(step, span.stage, gen)
+        if not passes:
+            raise ConfigError(f"recipe {self.recipe.name} planned no pass for step {step}")
+        adapters = self.recipe.adapter_names()
+        for p in passes:
+            check_pass(p, span, list(self.branches), self._pools, adapters)
+        trained = [b for b in self.branches if any(b in self._pass_train(p, span) for p in passes)]
+        return span, passes, trained
+
+    def _pass_train(self, p: Pass, span: StageSpan) -> tuple[str, ...]:
+        if p.train is not None:
+            return p.train
+        return span.stage.train if span.stage.train is not None else tuple(self.branches)
+
+    def _set_trainable(self, train: tuple[str, ...]) -> None:
+        for b, params in self.branches.items():
+            flag = b in train
+            for p in params:
+                p.requires_grad_(flag)
+
+    def _step_optimizers(self, span: StageSpan, trained: list[str]) -> list[torch.optim.Optimizer]:
+        if list(self.optimizers) == ["default"]:
+            return [self.optimizers["default"]]
+        return [self.optimizers[self._opt_key(b, span.stage.optimizer)] for b in trained if self.branches[b]]
+
     def train_step(self, step: int) -> tuple[float, dict[str, float]]:
         cfg = self.config
-        self.optimizer.zero_grad(set_to_none=True)
+        span, passes, trained = self.step_plan(step)
+        for opt in self.optimizers.values():
+            opt.zero_grad(set_to_none=True)
+        named = self.recipe.adapter_names()
         total = 0.0
         parts: dict[str, float] = {}
-        for micro in range(cfg.gradient_accumulation_steps):
-            seed = _step_seed(cfg.seed, step * cfg.gradient_accumulation_steps + micro, self.rank)
-            gen = torch.Generator().manual_seed(seed)
-            torch.manual_seed(seed)  # dropout and any other global-RNG use inside the model
-            kind = self.recipe.batch_kind(step, gen)
-            if kind == "video" and self._images_only:
-                kind = "image"  # appearance customization from reference images alone
-            self.recipe.on_step_start(step, kind)
-            x0, cond, weight, inputs = self._draw(kind, gen)
-            noise = torch.randn(x0.shape, generator=gen).to(x0)
-            ts = cfg.timestep_settings(step)
-            if hasattr(self.schedule, "shift"):
-                self.schedule.shift = float(ts["shift"])
-            t = self.schedule.sample_timesteps(
-                x0.shape[0], gen, ts["distribution"], self.recipe.train_range, ts["logit_mean"], ts["logit_std"], device=x0.device
-            )
-            x_t = self.schedule.add_noise(x0, noise, t)
-            target = self.schedule.target(x0, noise, t)
-            if inputs is not None:
-                # samples with their own input latents, at levels within their band: noisy input made
-                # from those latents, target the output whose x0 estimate is the sample's own latents
-                x_in, low, high = inputs
-                level = t.float().cpu() / self.schedule.num_train_timesteps
-                use = ((level >= low) & (level <= high) & (level > 0)).to(x0.device).view(-1, *([1] * (x0.ndim - 1)))
-                if bool(use.any()):
-                    x_alt = self.schedule.add_noise(x_in, noise, t)
-                    x_t = torch.where(use, x_alt, x_t)
-                    target = torch.where(use, self.schedule.target_for(x_alt, x0, t.clamp_min(1e-6) if t.is_floating_point() else t), target)
-            with self.accelerator.autocast():
-                pred = self.spec.predict(x_t, t, cond)
-            ctx = LossContext(self.spec, kind, x0, noise, x_t, t, cond, pred.float(), target.float(), step, {"generator": gen}, weight)
-            terms = self.recipe.losses(ctx)
-            loss = sum(terms.values()) / cfg.gradient_accumulation_steps
-            self.accelerator.backward(loss)
-            total += float(loss.detach())
-            for k, v in terms.items():
-                parts[k] = parts.get(k, 0.0) + float(v.detach()) / cfg.gradient_accumulation_steps
-            self.recipe.after_backward(step, kind)
+        try:
+            for micro in range(cfg.gradient_accumulation_steps):
+                seed = _step_seed(cfg.seed, step * cfg.gradient_accumulation_steps + micro, self.rank)
+                gen = torch.Generator().manual_seed(seed)
+                torch.manual_seed(seed)  # dropout and any other global-RNG use inside the model
+                for p in passes:
+                    self._set_trainable(self._pass_train(p, span))
+                    if named:
+                        self.recipe.set_adapter_scales({a: float(p.scales.get(a, self.recipe.config.scale)) for a in named})
+                    loss, terms = self._pass(step, span, p, gen, len(passes) > 1)
+                    self.accelerator.backward(loss)
+                    total += float(loss.detach())
+                    for k, v in terms.items():
+                        parts[k] = parts.get(k, 0.0) + float(v.detach()) / cfg.gradient_accumulation_steps
+                    self.recipe.after_backward(step, p.pool)
+        finally:
+            self._set_trainable(tuple(self.branches))
+            if named:
+                self.recipe.reset_schedule()
+        params = [p for b in trained for p in self.branches[b]]
         if self.world > 1:
-            for p in self.params:
+            for p in params:
                 if p.grad is None:
                     p.grad = torch.zeros_like(p)
                 p.grad = self.accelerator.reduce(p.grad, reduction="mean")
         if cfg.max_grad_norm and cfg.max_grad_norm > 0:
-            torch.nn.utils.clip_grad_norm_(self.params, cfg.max_grad_norm)
-        for g, base in zip(self.optimizer.param_groups, self.base_lrs):
-            g["lr"] = base * self._lr_factor(step)
-        self.optimizer.step()
+            torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
+        factor = self._lr_factor(step)
+        stage = span.stage
+        for key, opt in self.optimizers.items():
+            for g, base, wd in zip(opt.param_groups, self.base_lrs[key], self.base_wds[key]):
+                g["lr"] = (base if stage.learning_rate is None else float(stage.learning_rate)) * factor
+                if "weight_decay" in g:
+                    g["weight_decay"] = wd if stage.weight_decay is None else float(stage.weight_decay)
+        for opt in self._step_optimizers(span, trained):
+            opt.step()
         return total, parts
+
+    def _pass(self, step: int, span: StageSpan, p: Pass, gen: torch.Generator, prefix: bool) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """One forward pass and its loss (already divided by the accumulation steps)."""
+        cfg = self.config
+        kind = p.pool
+        if kind == "video" and self._images_only:
+            kind = "image"  # appearance customization from reference images alone
+        self.recipe.on_step_start(step, kind)
+        samples, x0, cond, weight = self._draw(kind, gen, span)
+        noise = torch.randn(x0.shape, generator=gen).to(x0)
+        ts = cfg.timestep_settings(step)
+        if hasattr(self.schedule, "shift"):
+            self.schedule.shift = float(ts["shift"])
+        t = self.schedule.sample_timesteps(
+            x0.shape[0], gen, ts["distribution"], self.recipe.train_range, ts["logit_mean"], ts["logit_std"], device=x0.device
+        )
+        x_t = self.schedule.add_noise(x0, noise, t)
+        target = self.schedule.target(x0, noise, t)
+        custom = getattr(self.data, "training_input", None)
+        if custom is not None:
+            # a data source may make the noisy input (and the matching target) its own way
+            made = custom(samples, x0, noise, t, self.schedule)
+            if made is not None:
+                x_t, target = made
+        indices = [s.frame_indices for s in samples]
+        frame_indices = torch.stack(indices) if all(i is not None for i in indices) else None
+        call = DenoiserCall("train", t, tuple(x_t.shape), frame_indices, p.name, step=step)
+        with self.accelerator.autocast():
+            pred = denoiser_call(self.spec, self.recipe, x_t, t, cond, call)
+        ctx = LossContext(self.spec, kind, x0, noise, x_t, t, cond, pred.float(), target.float(), step, {"generator": gen}, weight,
+                          pass_name=p.name, pool=kind)
+        terms = self.recipe.losses(ctx)
+        if prefix and p.name:
+            terms = {f"{p.name}/{k}": v for k, v in terms.items()}
+        loss = sum(terms.values()) / cfg.gradient_accumulation_steps
+        return loss, terms
 
     # ------------------------------------------------------------------ loop
     def _resume(self) -> int:
@@ -296,9 +430,12 @@ class Trainer:
             raise ConfigError(f"{path} is step {step}, past this run's steps={self.config.steps}: "
                               f"set steps to {step} or more, or train into another output folder")
         self.recipe.load_state_dict(adapter)
-        optimizer_from_tensors(self.optimizer, opt_tensors, state["optimizer"])
-        self.base_lrs = [g.get("initial_lr", g["lr"]) for g in self.optimizer.param_groups]
-        self.base_lrs = state.get("base_lrs", self.base_lrs)
+        optimizers_from_tensors(self.optimizers, opt_tensors, state["optimizer"])
+        saved = state.get("base_lrs")
+        if isinstance(saved, list):  # one optimizer (the format of one-branch runs)
+            saved = {"default": saved}
+        if saved is not None:
+            self.base_lrs = {k: list(saved.get(k, self.base_lrs[k])) for k in self.base_lrs}
         self.seconds_before = None if state.get("seconds") is None else float(state["seconds"])
         return step
 
@@ -308,12 +445,13 @@ class Trainer:
         self.accelerator.wait_for_everyone()
 
     def _write_checkpoint(self, step: int) -> None:
+        base_lrs: Any = self.base_lrs["default"] if list(self.base_lrs) == ["default"] else self.base_lrs
         save_checkpoint(
             self.config.output_dir,
             step,
             self.recipe.state_dict(),
-            self.optimizer,
-            {"base_lrs": self.base_lrs, "recipe": self.recipe.name, "seconds": self._total_seconds()},
+            self.optimizers,
+            {"base_lrs": base_lrs, "recipe": self.recipe.name, "seconds": self._total_seconds()},
             keep=self.config.keep_checkpoints,
         )
 
@@ -326,7 +464,7 @@ class Trainer:
         self.spec.denoiser.eval()
         f, h, w = self.metadata.get("size", self.spec.default_size)
         cfg = SamplingConfig(num_inference_steps=self.config.validation_steps, num_frames=f, height=h, width=w, seed=self.config.seed)
-        videos = generate(self.spec, list(self.config.validation_prompts), self.recipe, cfg, progress=False)
+        videos = generate(self.spec, list(self.config.validation_prompts), self.recipe, cfg, progress=False, phase="validation")
         folder = os.path.join(self.config.output_dir, "validation", f"step-{step:06d}")
         for i, v in enumerate(videos):
             write_video(v, os.path.join(folder, f"{i:02d}.mp4"), fps=self.spec.default_fps)
@@ -383,6 +521,7 @@ class Trainer:
         meta = {
             "backbone": {"family": self.spec.family, "source": self.spec.source},
             "training": {k: v for k, v in asdict(self.config).items() if k not in ("progress",)},
+            "stages": stage_summary(self.spans),
             **self.metadata,
         }
         self.recipe.save(self.config.output_dir, meta)
@@ -393,3 +532,11 @@ class Trainer:
     def read_metadata(folder: str) -> dict[str, Any]:
         with open(os.path.join(folder, "motiontune.json"), encoding="utf-8") as fh:
             return json.load(fh)
+
+
+def usable_frames(n: int, rule: Any) -> int:
+    """The largest frame count <= ``n`` that ``rule`` (a FrameRule) accepts; 0 if none."""
+    for m in range(n, 0, -1):
+        if rule.is_valid(m):
+            return m
+    return 0
