@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
@@ -52,10 +53,13 @@ def inject_lora(
     if any(adapter_name in layer.lora_A for layer in lora_layers(model)):
         raise ConfigError(f"a LoRA adapter named {adapter_name!r} is already on this model")
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}
-    if hasattr(model, "add_adapter"):  # diffusers' PeftAdapterMixin (Wan, CogVideoX, HunyuanVideo)
-        model.add_adapter(config, adapter_name=adapter_name)
-    else:  # UNet3DConditionModel, LatteTransformer3DModel
-        inject_adapter_in_model(config, model, adapter_name=adapter_name)
+    with warnings.catch_warnings():
+        # peft warns that a second adapter makes "multiple adapters in the model": that is the point
+        warnings.filterwarnings("ignore", message="Already found a `peft_config` attribute")
+        if hasattr(model, "add_adapter"):  # diffusers' PeftAdapterMixin (Wan, CogVideoX, HunyuanVideo)
+            model.add_adapter(config, adapter_name=adapter_name)
+        else:  # UNet3DConditionModel, LatteTransformer3DModel
+            inject_adapter_in_model(config, model, adapter_name=adapter_name)
     # peft (and diffusers' add_adapter) make only the newest adapter active and trainable: every
     # adapter on a layer stays active, each with its own scale (set_lora_scale), and the adapters
     # injected before keep their trainable flags
@@ -87,7 +91,8 @@ def lora_parameters(model: torch.nn.Module, adapter_name: str = "default") -> di
     return {n: p for n, p in model.named_parameters() if "lora_" in n and f".{adapter_name}." in n}
 
 
-def save_lora_for_diffusers(spec: "BackboneSpec", folder: str, config: LoraConfig, adapter_name: str = "default") -> str:
+def save_lora_for_diffusers(spec: "BackboneSpec", folder: str, config: LoraConfig, adapter_name: str = "default",
+                            file_name: str = LORA_WEIGHTS_NAME) -> str:
     """Write the adapter in the layout diffusers' ``pipe.load_lora_weights(folder)`` reads.
 
     Pipelines with a LoRA loader write it themselves (``save_lora_weights`` with the adapter
@@ -105,16 +110,19 @@ def save_lora_for_diffusers(spec: "BackboneSpec", folder: str, config: LoraConfi
         tmp = folder + ".lora-tmp"
         os.makedirs(tmp, exist_ok=True)
         save(tmp, **{f"{prefix}_lora_layers": state, f"{prefix}_lora_adapter_metadata": meta}, safe_serialization=True)
-        os.replace(os.path.join(tmp, LORA_WEIGHTS_NAME), os.path.join(folder, LORA_WEIGHTS_NAME))
+        os.replace(os.path.join(tmp, LORA_WEIGHTS_NAME), os.path.join(folder, file_name))
         os.rmdir(tmp)
     else:
-        save_tensors({f"{prefix}.{k}": v for k, v in state.items()}, os.path.join(folder, LORA_WEIGHTS_NAME))
-    return os.path.join(folder, LORA_WEIGHTS_NAME)
+        save_tensors({f"{prefix}.{k}": v for k, v in state.items()}, os.path.join(folder, file_name))
+    return os.path.join(folder, file_name)
 
 
-def load_lora_state(spec: "BackboneSpec", folder: str, adapter_name: str = "default") -> None:
+def load_lora_state(spec: "BackboneSpec", folder: str, adapter_name: str = "default", file_name: str = LORA_WEIGHTS_NAME) -> None:
     """Load a file written by :func:`save_lora_for_diffusers` into an already injected adapter."""
-    state = load_tensors(os.path.join(folder, LORA_WEIGHTS_NAME))
+    path = os.path.join(folder, file_name)
+    if not os.path.isfile(path):
+        raise ConfigError(f"{folder}: no {file_name} (the weights of adapter {adapter_name!r})")
+    state = load_tensors(path)
     prefix = spec.denoiser_attr + "."
     state = {k[len(prefix):] if k.startswith(prefix) else k: v for k, v in state.items()}
     result = set_peft_model_state_dict(spec.denoiser, state, adapter_name=adapter_name)

@@ -12,6 +12,7 @@ _RECIPES: dict[str, str] = {
     "lora": "motiontune.recipes.lora:LoraRecipe",
     "full": "motiontune.recipes.full:FullRecipe",
     "timestep": "motiontune.recipes.timestep:TimestepRecipe",
+    "motiondirector": "motiontune.recipes.motiondirector:MotionDirectorRecipe",
 }
 
 
@@ -38,6 +39,7 @@ def load_recipe(folder: str, spec: Any) -> Recipe:
     """Rebuild a saved recipe from ``folder`` (its ``motiontune.json``) and load its weights into ``spec``."""
     info = read_recipe_json(folder)
     recipe = make_recipe(info["recipe"], **info.get("config", {}))
+    recipe.prepare_load(info, folder)
     recipe.apply(spec)
     recipe.load_weights(folder)
     return recipe

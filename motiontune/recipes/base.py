@@ -234,6 +234,9 @@ class Recipe:
             self.set_adapter_scale(self.config.scale)
 
     # ---------------------------------------------------------------- persistence
+    def prepare_load(self, info: dict[str, Any], folder: str) -> None:
+        """Called with a folder's ``motiontune.json`` before :meth:`apply` when loading it."""
+
     def state_dict(self) -> dict[str, torch.Tensor]:
         return {k: v.detach().clone() for k, v in self.named_trainable().items()}
 

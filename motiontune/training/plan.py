@@ -38,6 +38,8 @@ class Pass:
     scales: Mapping[str, float] = field(default_factory=dict)
     #: a label the recipe's loss sees (``LossContext.pass_name``) and the logs use
     name: str = ""
+    #: probability of a horizontal flip of each drawn sample (None: the stage's)
+    flip: float | None = None
 
 
 @dataclass(frozen=True)

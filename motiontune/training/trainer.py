@@ -263,20 +263,22 @@ class Trainer:
                                       f"this backbone needs {self.spec.frame_rule.describe()}")
 
     # ------------------------------------------------------------------ data
-    def _samples(self, kind: str, gen: torch.Generator, span: StageSpan) -> list[Sample]:
+    def _samples(self, kind: str, gen: torch.Generator, span: StageSpan, flip: float | None) -> list[Sample]:
         n = self.config.batch_size
         if kind in self.pool_fns:
             return self.pool_fns[kind](self.data, gen, n)
         stage = span.stage
-        if stage.flip or stage.frame_stride > 1:
+        flip = stage.flip if flip is None else float(flip)
+        if flip or stage.frame_stride > 1:
             if not isinstance(self.data, TrainingData):
                 raise ConfigError(f"stage {stage.name!r}: flip and frame_stride need reference clips, not {type(self.data).__name__}")
-            return self.data.draw(kind, gen, n, flip=stage.flip, frame_stride=stage.frame_stride, frame_rule=self.spec.frame_rule)
+            return self.data.draw(kind, gen, n, flip=flip, frame_stride=stage.frame_stride, frame_rule=self.spec.frame_rule)
         return self.data.draw(kind, gen, n)
 
-    def _draw(self, kind: str, gen: torch.Generator, span: StageSpan) -> tuple[list[Sample], torch.Tensor, dict[str, torch.Tensor], torch.Tensor | None]:
+    def _draw(self, kind: str, gen: torch.Generator, span: StageSpan, flip: float | None = None
+              ) -> tuple[list[Sample], torch.Tensor, dict[str, torch.Tensor], torch.Tensor | None]:
         """The samples, x0, the condition and loss weights (or None)."""
-        samples: list[Sample] = self._samples(kind, gen, span)
+        samples: list[Sample] = self._samples(kind, gen, span, flip)
         weight = None
         if any(s.loss_weight is not None for s in samples):
             shapes = {tuple(s.loss_weight.shape) for s in samples if s.loss_weight is not None}
@@ -388,7 +390,7 @@ class Trainer:
         if kind == "video" and self._images_only:
             kind = "image"  # appearance customization from reference images alone
         self.recipe.on_step_start(step, kind)
-        samples, x0, cond, weight = self._draw(kind, gen, span)
+        samples, x0, cond, weight = self._draw(kind, gen, span, p.flip)
         noise = torch.randn(x0.shape, generator=gen).to(x0)
         ts = cfg.timestep_settings(step)
         if hasattr(self.schedule, "shift"):

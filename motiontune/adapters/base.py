@@ -1,0 +1,137 @@
+"""Named adapters on one denoiser: :class:`AdapterSet`.
+
+Several adapters may sit on the same layer (spatial + temporal, identity + motion are just two
+names); each has its own parameters, its own scale (which a recipe may make a function of the
+timestep at sampling) and its own on/off switch, and can be saved and loaded alone, so a method
+may ship only some of its branches. Plain LoRA adapters are peft's (each adapter's file loads
+with diffusers' ``load_lora_weights`` where the pipeline supports it); a method whose layer
+peft cannot express registers its own layers here, keeping the same contract (see
+:class:`MultiAdapterLayer`).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
+
+import torch
+from peft.tuners.lora import LoraLayer
+
+from motiontune.adapters.lora import activate_all, inject_lora, load_lora_state, lora_parameters, save_lora_for_diffusers
+from motiontune.errors import ConfigError
+
+if TYPE_CHECKING:
+    from peft import LoraConfig
+
+    from motiontune.backbones.base import BackboneSpec
+
+
+@runtime_checkable
+class MultiAdapterLayer(Protocol):
+    """What a method's own adapter layer offers (the peft way: adapters in dicts keyed by name)."""
+
+    def adapter_names(self) -> list[str]: ...
+
+    def set_adapter_scale(self, name: str, scale: float) -> None: ...
+
+    def set_adapter_enabled(self, name: str, enabled: bool) -> None: ...
+
+
+def adapter_file(name: str) -> str:
+    """The file of adapter ``name`` in an adapter folder."""
+    return f"adapter_{name}.safetensors"
+
+
+class AdapterSet:
+    """The named adapters a recipe put on ``spec.denoiser``."""
+
+    def __init__(self, spec: "BackboneSpec"):
+        self.spec = spec
+        self.configs: dict[str, "LoraConfig"] = {}
+        self._scales: dict[str, float] = {}
+        self._enabled: dict[str, bool] = {}
+
+    # ------------------------------------------------------------------ building
+    def add_lora(self, name: str, targets: list[str], rank: int, alpha: float, dropout: float = 0.0) -> None:
+        if not name or "." in name or "/" in name:
+            raise ConfigError(f"adapter names must be non-empty and hold no '.' or '/' (got {name!r})")
+        if name in self.configs:
+            raise ConfigError(f"adapter {name!r} is already in this set")
+        self.configs[name] = inject_lora(self.spec.denoiser, targets, rank, alpha, dropout, adapter_name=name)
+        self._scales[name] = 1.0
+        self._enabled[name] = True
+
+    @property
+    def names(self) -> list[str]:
+        return list(self.configs)
+
+    def _check(self, name: str) -> None:
+        if name not in self.configs:
+            raise ConfigError(f"no adapter named {name!r} (adapters: {', '.join(self.names) or 'none'})")
+
+    def layers(self) -> list[torch.nn.Module]:
+        return [m for m in self.spec.denoiser.modules() if isinstance(m, (LoraLayer, MultiAdapterLayer))]
+
+    # ------------------------------------------------------------------ parameters
+    def parameters(self, name: str) -> dict[str, torch.nn.Parameter]:
+        """Adapter ``name``'s parameters by their names in the denoiser."""
+        self._check(name)
+        return lora_parameters(self.spec.denoiser, name)
+
+    # ------------------------------------------------------------------ scales and switches
+    def set_scale(self, name: str, scale: float) -> None:
+        self._check(name)
+        scale = float(scale)
+        if scale == self._scales[name]:
+            return
+        for layer in self.layers():
+            if isinstance(layer, LoraLayer):
+                layer.set_scale(name, scale)
+            else:
+                layer.set_adapter_scale(name, scale)
+        self._scales[name] = scale
+
+    def set_scales(self, scales: dict[str, float]) -> None:
+        for name, scale in scales.items():
+            self.set_scale(name, scale)
+
+    def scale(self, name: str) -> float:
+        self._check(name)
+        return self._scales[name]
+
+    def enable(self, name: str, enabled: bool = True) -> None:
+        """Switch adapter ``name`` on or off; an adapter that is off is not computed at all."""
+        self._check(name)
+        self._enabled[name] = bool(enabled)
+        for layer in self.layers():
+            if isinstance(layer, LoraLayer):
+                if name in layer.lora_A:
+                    activate_all(layer)
+                    layer._active_adapter = [n for n in layer.active_adapters if self._enabled.get(n, True)]
+            else:
+                layer.set_adapter_enabled(name, enabled)
+
+    def disable(self, name: str) -> None:
+        self.enable(name, False)
+
+    def enabled(self, name: str) -> bool:
+        self._check(name)
+        return self._enabled[name]
+
+    # ------------------------------------------------------------------ files
+    def save(self, folder: str, names: list[str] | None = None) -> dict[str, dict]:
+        """Write each adapter of ``names`` (default all) to its own file; returns their descriptions."""
+        os.makedirs(folder, exist_ok=True)
+        out = {}
+        for name in names if names is not None else self.names:
+            self._check(name)
+            cfg = self.configs[name]
+            save_lora_for_diffusers(self.spec, folder, cfg, name, adapter_file(name))
+            out[name] = {"kind": "lora", "file": adapter_file(name), "rank": int(cfg.r), "alpha": float(cfg.lora_alpha),
+                         "targets": sorted(cfg.target_modules)}
+        return out
+
+    def load(self, folder: str, names: list[str]) -> None:
+        for name in names:
+            self._check(name)
+            load_lora_state(self.spec, folder, name, adapter_file(name))
