@@ -1,4 +1,9 @@
-"""Backbone registry: one :class:`BackboneSpec` per model family."""
+"""Backbone registry: one :class:`BackboneSpec` per model family.
+
+Named local models (``toy``, and any added with :func:`register_model_alias`) are looked up in
+:mod:`motiontune.backbones.local_models`, which imports the code that finds a model's folder
+only when that name is loaded: importing this registry imports nothing of the toy world.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +14,7 @@ from typing import Any
 import torch
 
 from motiontune.backbones.base import AttentionSite, BackboneSpec, FrameRule, TokenLayout, _looks_like_hub_id, read_model_index
+from motiontune.backbones.local_models import ModelAlias, model_aliases, register_model_alias, resolve_model_alias
 from motiontune.errors import ConfigError, ModelLoadError
 
 #: family -> "module:Class" (imported lazily so that listing backbones stays cheap)
@@ -37,7 +43,8 @@ def get_spec_class(family: str) -> type[BackboneSpec]:
 
 
 def all_aliases() -> dict[str, tuple[str, str]]:
-    """alias -> (family, hub id), plus the embedded toy model."""
+    """alias -> (family, hub id) of the families' hub aliases (named local models such as ``toy``:
+    :func:`model_aliases`)."""
     out: dict[str, tuple[str, str]] = {}
     for fam in backbone_families():
         for alias, hub in get_spec_class(fam).aliases.items():
@@ -67,10 +74,11 @@ def load_backbone(
     ``family`` may be omitted for aliases and local folders (detected from model_index.json);
     a bare hub id needs it.
     """
-    if source == "toy":
-        from motiontune.toyworld.demo import toy_model_path
-
-        source, family = toy_model_path(), family or "wan"
+    if source in model_aliases():  # a named local model ("toy"): its folder, found only now
+        folder, fam = resolve_model_alias(source)
+        if family is not None and fam is not None and family != fam:
+            raise ConfigError(f"{source!r} is a {fam} model, not {family}")
+        source, family = folder, family or fam
     aliases = all_aliases()
     if source in aliases:
         fam, hub = aliases[source]
@@ -100,4 +108,8 @@ __all__ = [
     "register_backbone",
     "detect_family",
     "all_aliases",
+    "ModelAlias",
+    "model_aliases",
+    "register_model_alias",
+    "resolve_model_alias",
 ]

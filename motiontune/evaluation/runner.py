@@ -38,6 +38,7 @@ from motiontune.evaluation.learned import LEARNED_METRICS, LearnedScorer, Weight
 from motiontune.evaluation.metrics import as_uint8_video
 from motiontune.evaluation.registry import METRICS, MetricValue, compute_metrics
 from motiontune.evaluation.suites import Scenario, Suite, load_suite
+from motiontune.utils.targets import check_target, resolve_target
 
 NONE_RECIPE = "none"
 RESULT_FILE = "result.json"
@@ -49,22 +50,33 @@ MANIFEST_FILE = "bench.json"
 
 #: name -> fn(video uint8 (F, H, W, 3), prompt, reference video or None) -> {metric: value}
 Scorer = Callable[[np.ndarray, str, "np.ndarray | None"], dict[str, float]]
-SCORERS: dict[str, Scorer] = {}
+#: name -> a Scorer, or a "package.module:function" string naming one (imported on first use)
+SCORERS: dict[str, Scorer | str] = {}
 
 
-def register_scorer(name: str, scorer: Scorer) -> None:
-    """Add an extra scorer that scenarios can ask for by name (``Scenario.scorers``)."""
+def register_scorer(name: str, scorer: Scorer | str) -> None:
+    """Add an extra scorer that scenarios can ask for by name (``Scenario.scorers``): a callable,
+    or a ``"package.module:function"`` string imported only when the scorer is used."""
+    try:
+        check_target(scorer)
+    except ValueError as exc:
+        raise ConfigError(f"scorer {name!r}: {exc}") from exc
     SCORERS[name] = scorer
 
 
-def _toy_scorer(video: np.ndarray, prompt: str, reference: np.ndarray | None) -> dict[str, float]:
-    """The toy-world oracle metrics (motiontune.toyworld.metrics.score_video), prefixed ``toy_``."""
-    from motiontune.toyworld.metrics import score_video
+def get_scorer(name: str) -> Scorer:
+    """The registered scorer ``name`` (imported now if it was registered by name)."""
+    if name not in SCORERS:
+        raise ConfigError(f"unknown scorer {name!r}; known: {', '.join(sorted(SCORERS))}")
+    try:
+        return resolve_target(SCORERS[name])
+    except ImportError as exc:
+        raise ConfigError(f"the {name} scorer is not available ({exc})") from exc
 
-    return {f"toy_{k}": float(v) for k, v in score_video(video, prompt, reference).items()}
 
-
-register_scorer("toy", _toy_scorer)
+# the toy-world oracle metrics, prefixed toy_ (motiontune/toyworld/plugin.py; this module never
+# imports the toy world itself)
+register_scorer("toy", "motiontune.toyworld.plugin:bench_scores")
 
 
 # ------------------------------------------------------------------------------------------
@@ -152,9 +164,7 @@ def evaluate_video(
             except InputError as exc:
                 results[name] = f"skipped: {exc}"
     for extra in scorers:
-        if extra not in SCORERS:
-            raise ConfigError(f"unknown scorer {extra!r}; known: {', '.join(sorted(SCORERS))}")
-        results.update(SCORERS[extra](video, prompt or "", reference))
+        results.update(get_scorer(extra)(video, prompt or "", reference))
     return results
 
 
@@ -362,6 +372,8 @@ def run_bench(config: BenchConfig, log: Callable[[str], None] | None = None) -> 
         unknown = [x for x in s.scorers if x not in SCORERS]
         if unknown:
             raise ConfigError(f"scenario {s.id!r} asks for unknown scorer(s) {', '.join(unknown)}")
+    for name in sorted({x for s in suite.scenarios for x in s.scorers}):
+        get_scorer(name)  # a scorer registered by name must import: fail before hours of training
     scorer = LearnedScorer(config.weights, device=_metric_device(config.device))
     scorer.check(metrics)  # weights that were given must load: fail before hours of training
     os.makedirs(config.output, exist_ok=True)
@@ -591,6 +603,7 @@ __all__ = [
     "collect_results",
     "default_metrics",
     "evaluate_video",
+    "get_scorer",
     "match_reference",
     "merge_results",
     "parse_shard",

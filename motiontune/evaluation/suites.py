@@ -9,6 +9,11 @@ A suite is named on the command line as
   folder holding a CSV with a "Video name" column is TGVE, any other folder a folder of videos.
 
 Formats are described in docs/metrics.md ("Benchmark suites").
+
+A loader is registered as a callable or as a ``"package.module:function"`` string imported only
+when its suite is loaded. The toy suite is registered that way
+(``motiontune.toyworld.plugin:load_suite``): this module never imports the toy world, which
+itself builds on :class:`Scenario`.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ import numpy as np
 
 from motiontune.data.video_io import IMAGE_EXTENSIONS, READ_VIDEO_EXTENSIONS, list_frame_files, natural_sort_key
 from motiontune.errors import ConfigError, InputError
+from motiontune.utils.targets import check_target, resolve_target
 
 _ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
@@ -178,23 +184,38 @@ class SuiteLoader(Protocol):
 
 @dataclass(frozen=True)
 class SuiteInfo:
+    """A registered suite; ``loader`` is a :class:`SuiteLoader` or a ``"module:function"`` string
+    naming one (imported when the suite is loaded: :meth:`resolve_loader`)."""
+
     name: str
-    loader: SuiteLoader
+    loader: SuiteLoader | str
     description: str = ""
     needs_source: bool = False
+
+    def resolve_loader(self) -> SuiteLoader:
+        try:
+            return resolve_target(self.loader)
+        except ImportError as exc:
+            raise ConfigError(f"the {self.name} suite is not available ({exc})") from exc
 
 
 SUITES: dict[str, SuiteInfo] = {}
 
 
-def register_suite(name: str, loader: SuiteLoader, description: str = "", needs_source: bool = False) -> None:
+def register_suite(name: str, loader: SuiteLoader | str, description: str = "", needs_source: bool = False) -> None:
     """Make ``--suite NAME`` (or ``NAME:SOURCE`` when ``needs_source``) load with ``loader``.
 
+    ``loader`` is a callable, or a ``"package.module:function"`` string naming one, imported only
+    when the suite is loaded (so that registering a suite imports nothing of its provider).
     The loader returns :class:`Scenario` objects or mappings accepted by :meth:`Scenario.from_dict`.
     Registering a name again replaces the loader.
     """
     if not re.match(r"^[a-z][a-z0-9_-]*$", name):
         raise ConfigError(f"suite name {name!r} must be lower-case letters, digits, '-' or '_'")
+    try:
+        check_target(loader)
+    except ValueError as exc:
+        raise ConfigError(f"suite {name!r}: {exc}") from exc
     SUITES[name] = SuiteInfo(name, loader, description, needs_source)
 
 
@@ -215,7 +236,7 @@ def load_suite(spec: str, limit: int | None = None, only: Sequence[str] | None =
     if source and not info.needs_source:
         raise ConfigError(f"suite {name!r} takes no path (got {source!r})")
     root = os.path.dirname(os.path.abspath(source)) if source and os.path.isfile(source) else source
-    scenarios = [s if isinstance(s, Scenario) else Scenario.from_dict(s, root) for s in info.loader(source)]
+    scenarios = [s if isinstance(s, Scenario) else Scenario.from_dict(s, root) for s in info.resolve_loader()(source)]
     if only:
         wanted = set(only)
         unknown = wanted - {s.id for s in scenarios}
@@ -510,25 +531,12 @@ def _expand_image_folders(items: list[Any]) -> list[Any]:
     return out
 
 
-# ------------------------------------------------------------------------------------------
-# The toy-world suite (provided by motiontune.toyworld.suite)
-# ------------------------------------------------------------------------------------------
-
-
-def load_toy(source: str | None) -> list[Scenario | Mapping[str, Any]]:
-    """``motiontune.toyworld.suite.toy_suite_scenarios()``: Scenario objects (or mappings)."""
-    try:
-        from motiontune.toyworld.suite import toy_suite_scenarios
-    except ImportError as exc:
-        raise ConfigError(f"the toy suite is not available ({exc})") from exc
-    return list(toy_suite_scenarios())
-
-
 def _builtin_suites() -> None:
     register_suite("tgve", load_tgve, "LOVEU-TGVE-2023 folder: the CSV and DAVIS_480p / youtube_480p / videvo_480p", needs_source=True)
     register_suite("scenarios", load_scenario_file, "a YAML/JSON scenario file (explicit, or subjects x motions x prompts)", needs_source=True)
     register_suite("folder", load_video_folder, "a folder of videos with captions.json or VIDEO.txt captions (MotionBench shape)", needs_source=True)
-    register_suite("toy", load_toy, "the toy-world suite, scored with the toy oracle metrics")
+    # provided by the toy world (motiontune/toyworld/plugin.py), imported only when loaded
+    register_suite("toy", "motiontune.toyworld.plugin:load_suite", "the toy-world suite, scored with the toy oracle metrics")
 
 
 _builtin_suites()
@@ -544,7 +552,6 @@ __all__ = [
     "load_scenario_file",
     "load_suite",
     "load_tgve",
-    "load_toy",
     "load_video_folder",
     "register_suite",
     "scenario_id",

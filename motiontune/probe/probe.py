@@ -24,10 +24,11 @@ Procedure (METHODS.md section 1; paper section 3.2-3.4):
    :func:`motiontune.evaluation.metrics.flow_similarity` (Lucas-Kanade flow on a grid,
    cosine of unit flow vectors, averaged over points and frame pairs); appearance edit by the
    CLIP score change ``CLIP-T(output, c') - CLIP-T(x0, c')`` (x100) when CLIP weights are
-   given, and, when ``c'`` is a toy-world caption, by the toy oracle's subject match with ``c'``
-   (the fraction of colour and shape that match: 0, 0.5 or 1) minus the reference's. The
+   given, and, when ``c'`` is a caption a registered subject matcher reads (:data:`SUBJECT_MATCHERS`:
+   the toy world's, for toy-world captions), by the subject match with ``c'`` (for the toy
+   oracle the fraction of colour and shape that match: 0, 0.5 or 1) minus the reference's. The
    appearance score used for the heatmap and the suggestion is the CLIP change when CLIP is
-   given, else the toy subject-match change.
+   given, else the subject-match change.
 4. Suggest tau on the trade-off curve at the smallest tau_end (0): the largest tau_start whose
    appearance score reaches ``appearance_fraction`` (default 0.8) of the curve's best while the
    motion score stays at or above the threshold (default ``motion_fraction`` = 0.9 times the
@@ -46,7 +47,7 @@ import json
 import math
 import os
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Callable, Literal
 
 import numpy as np
 import torch
@@ -54,9 +55,10 @@ from tqdm.auto import tqdm
 
 from motiontune.data.video_io import to_uint8_frames
 from motiontune.diffusion.schedules import NUM_TRAIN_TIMESTEPS
-from motiontune.errors import ConfigError, MotiontuneError
+from motiontune.errors import ConfigError
 from motiontune.evaluation.metrics import flow_similarity
 from motiontune.probe.inversion import InversionResult, Reconstruction, decode, reconstruct, resample
+from motiontune.utils.targets import Target, check_target, resolve_target
 
 if TYPE_CHECKING:
     from motiontune.backbones.base import BackboneSpec
@@ -170,8 +172,40 @@ def _clean(x: Any) -> Any:
     return x
 
 
+#: name -> a function caption -> (frames uint8 (F, H, W, 3) -> subject match in [0, 1], NaN when
+#: unreadable), returning None for a caption it cannot read; a callable or a "module:function"
+#: string imported when a probe first scores appearance. The toy world's reads toy-world captions
+#: (motiontune/toyworld/plugin.py; the probe never imports the toy world itself).
+SUBJECT_MATCHERS: dict[str, Target] = {"toy": "motiontune.toyworld.plugin:subject_matcher"}
+
+
+def register_subject_matcher(name: str, matcher: Target) -> None:
+    """Add a subject matcher (see :data:`SUBJECT_MATCHERS`); a name given again is replaced."""
+    try:
+        check_target(matcher)
+    except ValueError as exc:
+        raise ConfigError(f"subject matcher {name!r}: {exc}") from exc
+    SUBJECT_MATCHERS[name] = matcher
+
+
+def subject_match_for(caption: str) -> Callable[[np.ndarray], float] | None:
+    """The first registered matcher's frames -> score function that reads ``caption``, or None.
+
+    A matcher whose module cannot be imported is passed over."""
+    for matcher in SUBJECT_MATCHERS.values():
+        try:
+            reader = resolve_target(matcher)
+        except ImportError:
+            continue
+        match = reader(caption)
+        if match is not None:
+            return match
+    return None
+
+
 class AppearanceScorer:
-    """CLIP-T change and toy-world subject match with the edited caption."""
+    """CLIP-T change and subject match (a registered matcher's, e.g. the toy world's) with the
+    edited caption."""
 
     def __init__(self, reference: np.ndarray, edit_caption: str, clip: Any = None, device: str = "cpu"):
         self.edit_caption = edit_caption
@@ -180,20 +214,14 @@ class AppearanceScorer:
             from motiontune.evaluation.learned import ClipEmbedder
 
             self.clip = ClipEmbedder.load(clip, device=str(device)) if isinstance(clip, str) else clip
-        self.toy_fields = None
-        try:
-            from motiontune.toyworld.world import parse_caption
-
-            self.toy_fields = parse_caption(edit_caption)
-        except (MotiontuneError, ImportError):
-            self.toy_fields = None
+        self.subject_match_fn = subject_match_for(edit_caption)
         self.reference = self.raw(reference)
 
     @property
     def metric(self) -> str | None:
         if self.clip is not None:
             return "clip_change"
-        if self.toy_fields is not None:
+        if self.subject_match_fn is not None:
             return "subject_match_change"
         return None
 
@@ -203,19 +231,13 @@ class AppearanceScorer:
         return clip_t(frames, self.edit_caption, self.clip)
 
     def subject_match(self, frames: np.ndarray) -> float:
-        from motiontune.toyworld.metrics import subject_match
-
-        try:
-            m = subject_match(frames, self.toy_fields)
-        except MotiontuneError:
-            return float("nan")
-        return (float(m.color_match) + float(m.shape_match)) / 2
+        return float(self.subject_match_fn(frames))
 
     def raw(self, frames: np.ndarray) -> dict[str, float]:
         out: dict[str, float] = {}
         if self.clip is not None:
             out["clip_score"] = self.clip_score(frames)
-        if self.toy_fields is not None:
+        if self.subject_match_fn is not None:
             out["subject_match"] = self.subject_match(frames)
         return out
 
