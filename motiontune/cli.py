@@ -10,8 +10,10 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from typing import Any, Callable
+from typing import Any
 
+from motiontune.cli_shared import EXTRA_COMMANDS, add_model_arguments, add_size_arguments, csv_list
+from motiontune.cli_shared import register_command  # noqa: F401  (kept importable from here)
 from motiontune.errors import ConfigError, MotiontuneError
 
 EXAMPLES = {
@@ -37,20 +39,6 @@ class _Parser(argparse.ArgumentParser):
         raise ConfigError(f"{self.prog}: {message}")
 
 
-def _add_common_model(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--backbone", help="model: an alias (see `motiontune list`), a hub id, a local diffusers folder, or 'toy'")
-    p.add_argument("--family", help="backbone family when --backbone is a bare hub id (wan, cogvideox, hunyuan_video, latte, unet3d)")
-    p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda if available)")
-    p.add_argument("--dtype", help="fp32 (default), bf16 or fp16")
-    p.add_argument("--config", help="YAML file with settings; flags override it")
-
-
-def _add_size(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--num-frames", type=int, help="frames (default: the backbone's / the adapter's)")
-    p.add_argument("--height", type=int)
-    p.add_argument("--width", type=int)
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="motiontune", description="Customized video generation: teach a text-to-video model a motion.")
     parser.add_argument("--version", action="store_true", help="print the version and exit")
@@ -58,14 +46,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     t = sub.add_parser("train", help="customize a backbone on reference videos/images", epilog=EXAMPLES["train"],
                        formatter_class=argparse.RawDescriptionHelpFormatter, argument_default=argparse.SUPPRESS)
-    _add_common_model(t)
+    add_model_arguments(t)
     t.add_argument("--recipe", help="method (see `motiontune list recipes`; default lora)")
     t.add_argument("--video", action="append", help="reference video (mp4/mov/webm/gif or a folder of frames); repeatable")
     t.add_argument("--caption", action="append", help="caption of the reference video(s); one, or one per --video")
     t.add_argument("--image", action="append", help="reference image (png/jpg); repeatable")
     t.add_argument("--image-caption", action="append", help="caption of the reference image(s)")
     t.add_argument("--output", help="folder for the adapter, checkpoints and logs")
-    _add_size(t)
+    add_size_arguments(t)
     t.add_argument("--frame-sampling", choices=["uniform", "stride", "first"], help="how frames are taken from a longer clip")
     t.add_argument("--frame-stride", type=int)
     t.add_argument("--steps", type=int, help="optimizer steps (default 300)")
@@ -93,13 +81,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     g = sub.add_parser("generate", help="generate videos with a base model or a trained adapter", epilog=EXAMPLES["generate"],
                        formatter_class=argparse.RawDescriptionHelpFormatter, argument_default=argparse.SUPPRESS)
-    _add_common_model(g)
+    add_model_arguments(g)
     g.add_argument("--adapter", help="folder written by `motiontune train`")
     g.add_argument("--prompt", action="append", help="prompt; repeatable")
     g.add_argument("--negative-prompt")
     g.add_argument("--output", help="output folder (default outputs/)")
     g.add_argument("--format", help="comma list of mp4, gif, png (default mp4)")
-    _add_size(g)
+    add_size_arguments(g)
     g.add_argument("--steps", type=int, help="sampling steps")
     g.add_argument("--guidance", type=float, help="classifier-free guidance scale")
     g.add_argument("--seed", type=int)
@@ -111,21 +99,11 @@ def build_parser() -> argparse.ArgumentParser:
                         formatter_class=argparse.RawDescriptionHelpFormatter)
     ls.add_argument("what", nargs="?", choices=["all", "backbones", "recipes", "metrics"], default="all")
 
-    for name, (helptext, add_args, _) in EXTRA_COMMANDS.items():
-        p = sub.add_parser(name, help=helptext, epilog=EXAMPLES.get(name), formatter_class=argparse.RawDescriptionHelpFormatter,
-                           argument_default=argparse.SUPPRESS)
-        add_args(p)
+    for name, command in EXTRA_COMMANDS.items():
+        p = sub.add_parser(name, help=command.help, epilog=command.example or EXAMPLES.get(name),
+                           formatter_class=argparse.RawDescriptionHelpFormatter, argument_default=argparse.SUPPRESS)
+        command.add_arguments(p)
     return parser
-
-
-#: further subcommands registered by other modules: name -> (help, add_arguments, run)
-EXTRA_COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[dict[str, Any]], int]]] = {}
-
-
-def register_command(name: str, helptext: str, add_arguments: Callable, run: Callable, example: str | None = None) -> None:
-    EXTRA_COMMANDS[name] = (helptext, add_arguments, run)
-    if example:
-        EXAMPLES[name] = example
 
 
 def load_yaml_config(path: str) -> dict[str, Any]:
@@ -151,14 +129,6 @@ def merged_settings(args: argparse.Namespace) -> dict[str, Any]:
     settings.update(flags)
     settings.pop("config", None)
     return settings
-
-
-def _csv(v: Any) -> list[str]:
-    if v is None:
-        return []
-    if isinstance(v, str):
-        return [x.strip() for x in v.split(",") if x.strip()]
-    return list(v)
 
 
 def _parse_set(items: list[str] | None) -> dict[str, Any]:
@@ -208,7 +178,7 @@ def run_train(s: dict[str, Any]) -> int:
         train_settings["progress"] = False
     vp = s.pop("validation_prompt", None)
     if vp:
-        train_settings["validation_prompts"] = _csv(vp) if isinstance(vp, str) else list(vp)
+        train_settings["validation_prompts"] = csv_list(vp) if isinstance(vp, str) else list(vp)
     result = api.train(
         backbone,
         videos=videos or [],
@@ -243,7 +213,7 @@ def run_generate(s: dict[str, Any]) -> int:
     if not s.get("adapter") and not s.get("backbone"):
         raise ConfigError("generate needs --adapter (a trained folder) or --backbone")
     out = s.pop("output", "outputs")
-    formats = _csv(s.pop("format", "mp4"))
+    formats = csv_list(s.pop("format", "mp4"))
     quiet = s.pop("quiet", False)
     result = api.generate(
         prompts if isinstance(prompts, list) else [prompts],
@@ -261,14 +231,15 @@ def run_generate(s: dict[str, Any]) -> int:
 
 
 def run_list(what: str) -> int:
-    from motiontune.backbones import all_aliases, backbone_families, get_spec_class
+    from motiontune.backbones import all_aliases, backbone_families, get_spec_class, model_aliases
     from motiontune.recipes import get_recipe_class, recipe_names
 
     if what in ("all", "backbones"):
         print("backbones (family: description)")
         for fam in backbone_families():
             print(f"  {fam:14s} {get_spec_class(fam).description}")
-        print("  toy            the embedded toy-world model (a tiny Wan2.1), loaded with --backbone toy")
+        for name, local in model_aliases().items():
+            print(f"  {name:14s} {local.description}, loaded with --backbone {name}")
         print("aliases")
         for alias, (fam, hub) in sorted(all_aliases().items()):
             print(f"  {alias:20s} {fam:14s} {hub}")
@@ -307,7 +278,7 @@ def main(argv: list[str] | None = None) -> int:
             return run_train(settings)
         if args.command == "generate":
             return run_generate(settings)
-        return EXTRA_COMMANDS[args.command][2](settings)
+        return EXTRA_COMMANDS[args.command].run(settings)
     except MotiontuneError as exc:
         print(f"motiontune: error: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}", file=sys.stderr)
         return 2
@@ -329,7 +300,6 @@ def _load_extra_commands() -> None:
 
 
 if __name__ == "__main__":
-    # run through the package module so that commands registered on import land in the same registry
-    from motiontune.cli import main as _package_main
-
-    sys.exit(_package_main())
+    # the command registry lives in motiontune.cli_shared, so `python -m motiontune.cli` sees the
+    # commands the subcommand modules register
+    sys.exit(main())

@@ -1,4 +1,4 @@
-"""The ``bench``, ``bench-merge`` and ``eval`` subcommands (registered with motiontune.cli)."""
+"""The ``bench``, ``bench-merge`` and ``eval`` subcommands (registered with motiontune.cli_shared, loaded by motiontune.cli)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import motiontune.evaluation.learned  # noqa: F401  (registers the learned metrics, listed by `motiontune list`)
-from motiontune.cli import _add_common_model, _add_size, _csv, register_command
+from motiontune.cli_shared import add_model_arguments, add_size_arguments, csv_list, register_command
 from motiontune.errors import ConfigError, InputError
 
 BENCH_EXAMPLE = """example:
@@ -41,12 +41,12 @@ def _add_weights(p: argparse.ArgumentParser) -> None:
 def _bench_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--suite", help="toy, tgve:DIR, scenarios:FILE, folder:DIR, or a path (kind guessed)")
     p.add_argument("--recipes", help="comma list of recipes; 'none' = the base model without tuning (default none,lora)")
-    _add_common_model(p)
+    add_model_arguments(p)
     p.add_argument("--output", help="output folder (default bench/)")
     p.add_argument("--train-steps", type=int, help="training steps per cell (default 300)")
     p.add_argument("--steps", type=int, help="sampling steps (default: the backbone's)")
     p.add_argument("--guidance", type=float, help="classifier-free guidance scale")
-    _add_size(p)
+    add_size_arguments(p)
     p.add_argument("--seed", type=int)
     p.add_argument("--lr", type=float, help="learning rate for every recipe (default: each recipe's)")
     p.add_argument("--set", action="append", metavar="[RECIPE.]KEY=VALUE", help="recipe setting, for all recipes or one; repeatable")
@@ -95,10 +95,10 @@ def run_bench_command(s: dict[str, Any]) -> int:
     train_settings = {}
     if "lr" in s:
         train_settings["learning_rate"] = s.pop("lr")
-    metrics = _csv(s.pop("metrics", None)) or None
-    scenarios = _csv(s.pop("scenarios", None)) or None
+    metrics = csv_list(s.pop("metrics", None)) or None
+    scenarios = csv_list(s.pop("scenarios", None)) or None
     config = BenchConfig(
-        suite=suite, recipes=_csv(s.pop("recipes", "none,lora")), backbone=backbone, output=output,
+        suite=suite, recipes=csv_list(s.pop("recipes", "none,lora")), backbone=backbone, output=output,
         family=s.pop("family", None), steps=s.pop("steps", None), train_steps=s.pop("train_steps", 300),
         num_frames=s.pop("num_frames", None), height=s.pop("height", None), width=s.pop("width", None),
         guidance=s.pop("guidance", None), seed=s.pop("seed", 0), shard=s.pop("shard", None) or (0, 1),
@@ -198,7 +198,7 @@ def run_eval_command(s: dict[str, Any]) -> int:
     videos = _video_files(list(s.pop("video", None) or []))
     if not videos:
         raise ConfigError("eval needs --video (a video file or a folder of videos)")
-    metrics = check_metric_names(_csv(s.pop("metrics", None)) or default_metrics())
+    metrics = check_metric_names(csv_list(s.pop("metrics", None)) or default_metrics())
     scorer = LearnedScorer(_weights(s), device=s.pop("device", None) or default_device())
     scorer.check(metrics)
     reference_path = s.pop("reference", None)

@@ -1,4 +1,4 @@
-"""The ``probe`` subcommand (registered with motiontune.cli)."""
+"""The ``probe`` subcommand (registered with motiontune.cli_shared, loaded by motiontune.cli)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import argparse
 import os
 from typing import Any
 
-from motiontune.cli import _add_common_model, _add_size, register_command
+from motiontune.cli_shared import add_model_arguments, add_size_arguments, register_command
 from motiontune.errors import ConfigError, InputError
 
 PROBE_EXAMPLE = """example:
@@ -25,13 +25,13 @@ timestep recipe (train and apply the adapter at t >= tau)."""
 
 
 def _probe_arguments(p: argparse.ArgumentParser) -> None:
-    _add_common_model(p)
+    add_model_arguments(p)
     p.add_argument("--video", help="reference video (mp4/mov/webm/gif or a folder of frames)")
     p.add_argument("--caption", help="the reference video's caption (used for the inversion)")
     p.add_argument("--edit-caption", help="the caption with a new subject and the same motion")
     p.add_argument("--grid-step", type=int, help="spacing of the (tau_start, tau_end) grid over 0..1000 (default 100)")
     p.add_argument("--steps", type=int, help="inversion and sampling steps (default: the backbone's)")
-    _add_size(p)
+    add_size_arguments(p)
     p.add_argument("--guidance", type=float, help="classifier-free guidance while resampling (default 1: none)")
     p.add_argument("--inversion-guidance", type=float, help="classifier-free guidance while inverting (default 1)")
     p.add_argument("--clip", help="CLIP weights, folder or hub id (e.g. openai/clip-vit-base-patch32) for the appearance score")

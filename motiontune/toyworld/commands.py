@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from motiontune.cli import register_command
+from motiontune.cli_shared import register_command
 from motiontune.errors import ConfigError
 from motiontune.toyworld.demo import DEMO_STEPS
 
