@@ -11,7 +11,13 @@ rest of motiontune one vocabulary for all of them:
 * a layout: the attention modules and what they attend over (spatial, temporal, joint
   spatio-temporal, cross), their heads, the token grid and the module that builds temporal
   positions, so that methods can split heads or remap frame positions through attention
-  processors and hooks instead of copies of model code.
+  processors and hooks instead of copies of model code;
+* the transformer blocks (:class:`BlockSite`: block, self-attention, feed-forward and norm
+  modules), the timestep-embedding module and the conditioning keys of the text, for block
+  taps and adapters (:mod:`motiontune.hooks.taps`);
+* one way to run the denoiser at other temporal positions
+  (:meth:`BackboneSpec.temporal_position_context`, front door
+  :func:`motiontune.hooks.positions.temporal_positions`).
 """
 
 from __future__ import annotations
@@ -19,6 +25,8 @@ from __future__ import annotations
 import copy
 import json
 import os
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
@@ -58,6 +66,33 @@ class AttentionSite:
         if unknown:
             raise ConfigError(f"unknown projection role(s) {unknown}; known: {sorted(self.projections)}")
         return [f"{self.path}.{self.projections[r]}" for r in roles]
+
+
+TextPosition = Literal["before", "after", "none"]
+
+
+@dataclass(frozen=True)
+class BlockSite:
+    """One transformer block of the denoiser and the sub-modules methods attach to.
+
+    All module names are full names in ``spec.denoiser.named_modules()``.  ``text_position``
+    says whether the block carries a text stream next to the video stream (joint blocks of
+    CogVideoX and HunyuanVideo take and return ``(video, text)``) and where the text tokens sit
+    in the joint sequences its sub-modules produce: ``"before"`` or ``"after"`` the video
+    tokens; ``"none"`` where text enters through cross attention only (or not at all).
+    """
+
+    index: int                       # order within spec.block_sites() (forward order)
+    path: str                        # the block module (its forward output is the block output)
+    kind: str                        # "joint" (DiT blocks), "spatial" or "temporal" (Latte, UNet3D transformer blocks)
+    attention: str | None            # the self-attention module
+    feed_forward: str | None         # the feed-forward module, None if the block has none
+    ff_linears: tuple[str, ...]      # the nn.Linear layers inside the feed-forward
+    # module whose output is the normed input of the self-attention; None where the block norms inline
+    norm: str | None
+    cross_attention: str | None = None
+    ff_norm: str | None = None       # normed input of the feed-forward, where a module produces it
+    text_position: TextPosition = "none"
 
 
 @dataclass(frozen=True)
@@ -131,6 +166,10 @@ class BackboneSpec:
     default_fps: ClassVar[int] = 16
     #: customization learning rate recommended by the model folder (None: the recipe's own)
     default_learning_rate: ClassVar[float | None] = None
+    #: key of the conditioning dict holding the text-token embeddings the denoiser reads
+    text_key: ClassVar[str] = "encoder_hidden_states"
+    #: key of the pooled text embedding (one vector per prompt), None where the denoiser takes none
+    pooled_text_key: ClassVar[str | None] = None
 
     def __init__(self, pipe: Any, source: str, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32):
         self.pipe = pipe
@@ -333,6 +372,30 @@ class BackboneSpec:
             kinds = (kinds,)
         return [s for s in self.attention_sites() if s.kind in kinds]
 
+    def block_sites(self) -> list[BlockSite]:
+        """The transformer blocks of the denoiser in forward order (see :class:`BlockSite`)."""
+        raise NotImplementedError(f"the {self.family} backbone does not list its blocks")
+
+    def timestep_embedding_path(self) -> str:
+        """The module whose output is the timestep embedding, one vector per sample, from which the
+        blocks' conditioning is computed."""
+        raise NotImplementedError(f"the {self.family} backbone does not name its timestep embedding")
+
+    # ------------------------------------------------------------------ temporal positions
+    def temporal_tokens(self, num_latent_frames: int) -> int:
+        """Temporal token indices the denoiser sees for ``num_latent_frames`` canonical latent frames
+        (after patching along time)."""
+        return num_latent_frames // self.patch_size[0]
+
+    def temporal_position_context(self, positions: torch.Tensor | Sequence[float]) -> Any:
+        """A context manager under which every denoiser call uses the float temporal positions
+        ``positions`` (one per temporal token index) instead of ``0 .. n-1``.
+
+        Families override this; the base class refuses.  Front door:
+        :func:`motiontune.hooks.positions.temporal_positions`.
+        """
+        raise ConfigError(f"the {self.family} backbone cannot run at other temporal positions")
+
     # ------------------------------------------------------------------ misc
     def describe(self) -> dict[str, Any]:
         f, h, w = self.default_size
@@ -343,7 +406,14 @@ class BackboneSpec:
             "frame_rule": self.frame_rule.describe(),
             "default_size": {"num_frames": f, "height": h, "width": w},
             "attention": {k: len(self.sites(k)) for k in ("spatial", "temporal", "joint", "cross")},
+            "blocks": self._block_count(),
         }
+
+    def _block_count(self) -> int | None:
+        try:
+            return len(self.block_sites())
+        except NotImplementedError:
+            return None
 
     def deepcopy_denoiser(self) -> torch.nn.Module:
         return copy.deepcopy(self.denoiser)
@@ -367,6 +437,104 @@ class ScaledLatentsMixin:
     def decode_latents(self, latents: torch.Tensor) -> torch.Tensor:
         latents = latents.to(self.device, self.vae.dtype) / self.scaling_factor
         return self.vae.decode(latents, return_dict=False)[0].clamp(-1, 1)
+
+
+def linear_names(root: torch.nn.Module, prefix: str) -> tuple[str, ...]:
+    """Full names of the linear layers in ``root`` (whose full name is ``prefix``).
+
+    A layer already wrapped by peft (a ``BaseTunerLayer`` such as a LoRA ``Linear``) counts as
+    one linear layer; its base layer and adapter weights are not listed.
+    """
+    out: list[str] = []
+    wrapped: list[str] = []
+    for name, module in root.named_modules(prefix=prefix):
+        if any(name.startswith(w + ".") for w in wrapped):
+            continue
+        if hasattr(module, "get_base_layer") and isinstance(module.get_base_layer(), torch.nn.Linear):
+            out.append(name)
+            wrapped.append(name)
+        elif isinstance(module, torch.nn.Linear):
+            out.append(name)
+    return tuple(out)
+
+
+def basic_block_site(index: int, path: str, block: torch.nn.Module, kind: str) -> BlockSite:
+    """The :class:`BlockSite` of a diffusers ``BasicTransformerBlock`` (Latte, UNet3D).
+
+    ``norm1`` gives the self-attention input (``ada_norm_zero``: as its first output) and ``norm3``
+    the feed-forward input, except where the block modulates a norm's output inline: with
+    ``ada_norm_single`` (Latte: ``norm1(x) * (1 + scale) + shift``, the feed-forward input likewise
+    from ``norm2``) ``norm`` and ``ff_norm`` are None, with ``ada_norm_zero`` ``ff_norm`` is, and
+    with a positional embedding inside the block ``norm`` is.  ``attn2`` is named as the cross
+    attention only where it attends to text (``is_cross_attention``); in temporal blocks built
+    with ``double_self_attention`` it is a second self-attention and is not named here.
+    """
+    norm_type = getattr(block, "norm_type", "layer_norm")
+    attn2 = getattr(block, "attn2", None)
+    ff = getattr(block, "ff", None)
+    inline_attn_norm = norm_type == "ada_norm_single" or getattr(block, "pos_embed", None) is not None
+    inline_ff_norm = norm_type in ("ada_norm_single", "ada_norm_zero") or ff is None
+    return BlockSite(
+        index=index,
+        path=path,
+        kind=kind,
+        attention=f"{path}.attn1",
+        feed_forward=f"{path}.ff" if ff is not None else None,
+        ff_linears=linear_names(ff, f"{path}.ff") if ff is not None else (),
+        norm=None if inline_attn_norm else f"{path}.norm1",
+        cross_attention=f"{path}.attn2" if attn2 is not None and attn2.is_cross_attention else None,
+        ff_norm=None if inline_ff_norm else f"{path}.norm3",
+    )
+
+
+def check_temporal_positions(positions: torch.Tensor | Sequence[float]) -> torch.Tensor:
+    """``positions`` as a detached 1-D float64 CPU tensor; ConfigError unless they are real numbers
+    in a non-empty 1-D tensor (or sequence), all finite."""
+    try:
+        pos = torch.as_tensor(positions)
+    except (TypeError, ValueError, RuntimeError) as exc:
+        raise ConfigError(f"temporal positions must be a 1-D float tensor ({exc})") from None
+    if pos.dtype == torch.bool or pos.is_complex():
+        raise ConfigError(f"temporal positions must be real numbers, not {pos.dtype}")
+    if pos.ndim != 1 or pos.numel() == 0:
+        raise ConfigError(f"temporal positions must be a non-empty 1-D tensor, got shape {tuple(pos.shape)}")
+    pos = pos.detach().to("cpu", torch.float64)
+    if not torch.isfinite(pos).all():
+        raise ConfigError("temporal positions must be finite (got inf or nan)")
+    return pos
+
+
+def check_position_count(positions: torch.Tensor, frames: int, family: str) -> None:
+    """ConfigError unless there is one position per temporal token index of this call."""
+    if positions.numel() != frames:
+        raise ConfigError(
+            f"{positions.numel()} temporal positions given, but this {family} call has {frames} temporal token "
+            f"indices (one position per latent frame after temporal patching)"
+        )
+
+
+def with_temporal_columns(table: torch.Tensor, frames: int, columns: torch.Tensor) -> torch.Tensor:
+    """A positional table with its leading (temporal) columns replaced.
+
+    ``table`` has rows for frame-major video tokens (``frames`` x tokens per frame; any
+    singleton dims around them, e.g. Wan's ``(1, N, 1, D)``) and features in its last dim;
+    ``columns`` is ``(frames, d)``: row ``i`` goes to every token of frame ``i``, features ``:d``.
+    """
+    rows = table.reshape(frames, -1, table.shape[-1])
+    d = columns.shape[-1]
+    head = columns.to(rows.device, rows.dtype)[:, None, :].expand(frames, rows.shape[1], d)
+    return torch.cat([head, rows[..., d:]], dim=-1).reshape(table.shape)
+
+
+@contextmanager
+def forward_hooks(*hooks: tuple[torch.nn.Module, Any]) -> Iterator[None]:
+    """Register ``(module, forward_hook)`` pairs for the duration of the block (removed also on errors)."""
+    handles = [module.register_forward_hook(hook) for module, hook in hooks]
+    try:
+        yield
+    finally:
+        for h in handles:
+            h.remove()
 
 
 def cat_conditioning(conds: list[Conditioning]) -> Conditioning:

@@ -23,12 +23,31 @@ outputs, so canonical latents keep the VAE's frame count (81 frames -> 21 latent
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import torch
 from diffusers import CogVideoXPipeline
+from diffusers.models.embeddings import get_1d_rotary_pos_embed, get_1d_sincos_pos_embed_from_grid
 
-from motiontune.backbones.base import AttentionSite, BackboneSpec, Conditioning, ScaledLatentsMixin, TokenLayout
+from motiontune.backbones.base import (
+    AttentionSite,
+    BackboneSpec,
+    BlockSite,
+    Conditioning,
+    ScaledLatentsMixin,
+    TokenLayout,
+    check_position_count,
+    check_temporal_positions,
+    forward_hooks,
+    linear_names,
+    with_temporal_columns,
+)
+from motiontune.errors import ConfigError
+
+#: theta of CogVideoX's 3D RoPE (``get_3d_rotary_pos_embed``'s default, which the pipeline uses)
+COGVIDEOX_ROPE_THETA = 10000
 
 
 class CogVideoXRotaryEmbedding(torch.nn.Module):
@@ -65,6 +84,8 @@ class CogVideoXRotaryEmbedding(torch.nn.Module):
 
 
 class CogVideoXSpec(ScaledLatentsMixin, BackboneSpec):
+    """CogVideoX; conditioning ``{"encoder_hidden_states": (B, max_text_seq_length, D)}`` (T5)."""
+
     family = "cogvideox"
     description = "CogVideoX (2b, 5b, 1.5-5B): joint text+video DiT, v-prediction DDPM; 3D RoPE on 5b/1.5"
     aliases = {
@@ -196,3 +217,104 @@ class CogVideoXSpec(ScaledLatentsMixin, BackboneSpec):
     def rope_module(self) -> torch.nn.Module | None:
         """The RoPE builder (:class:`CogVideoXRotaryEmbedding`), or None on CogVideoX-2b (sin-cos positions)."""
         return self.rope
+
+    def block_sites(self) -> list[BlockSite]:
+        """``transformer_blocks.{i}``: joint attention ``attn1`` over ``[text; video]`` and one
+        feed-forward ``ff`` run on the concatenated ``[text; video]`` tokens (``text_position`` "before").
+
+        ``norm1``/``norm2`` (CogVideoXLayerNormZero) return ``(normed video, normed text, gate,
+        text gate)``: the normed inputs of the attention and of the feed-forward are their first
+        two outputs.  The block returns ``(video, text)``.
+        """
+        sites = []
+        for i, block in enumerate(self.denoiser.transformer_blocks):
+            p = f"transformer_blocks.{i}"
+            sites.append(BlockSite(
+                index=i, path=p, kind="joint", attention=f"{p}.attn1", feed_forward=f"{p}.ff",
+                ff_linears=linear_names(block.ff, f"{p}.ff"), norm=f"{p}.norm1", ff_norm=f"{p}.norm2",
+                text_position="before",
+            ))
+        return sites
+
+    def timestep_embedding_path(self) -> str:
+        """``time_embedding`` (TimestepEmbedding of the sinusoidal ``time_proj``): its output ``emb``
+        (B, time_embed_dim) is the ``temb`` every block's norms and the output norm are modulated by
+        (the image-to-video models add an ``ofs`` embedding to it; the text-to-video ones have none)."""
+        return "time_embedding"
+
+    # ------------------------------------------------------------------ temporal positions
+    def temporal_tokens(self, num_latent_frames: int) -> int:
+        """Temporal token indices: latent frames after :meth:`temporal_padding`, over ``patch_size_t``."""
+        return (num_latent_frames + self.temporal_padding(num_latent_frames)) // self.patch_size[0]
+
+    def temporal_position_context(self, positions: torch.Tensor | Sequence[float]) -> Any:
+        """Run the transformer at float frame positions (one per temporal token index: the frames the
+        transformer sees after :meth:`temporal_padding` and temporal patching).
+
+        * 3D RoPE (CogVideoX-5b, CogVideoX1.5-5B): a forward hook on :attr:`rope` replaces the temporal
+          columns (:meth:`CogVideoXRotaryEmbedding.temporal_columns`) of ``image_rotary_emb`` with the
+          frequencies at ``positions``, computed as ``get_3d_rotary_pos_embed`` does (float32).  A
+          ``predict`` given its own ``image_rotary_emb`` is not remapped.
+        * sin-cos positions (CogVideoX-2b, ``CogVideoXPatchEmbed.use_positional_embeddings``): a forward
+          hook on ``patch_embed`` adds, to the video tokens' temporal features (the first quarter), the
+          difference between the 1D sin-cos embedding at ``positions`` and at the stock frames (both over
+          ``temporal_interpolation_scale``, as ``get_3d_sincos_pos_embed`` computes them).
+        * learned positional embeddings (``use_learned_positional_embeddings``, the image-to-video
+          layout) cannot be evaluated between frames: ConfigError.
+
+        Stock positions reproduce the stock output exactly in every variant.
+        """
+        cfg = self.denoiser.config
+        if cfg.use_learned_positional_embeddings:
+            raise ConfigError(
+                "this CogVideoX model has learned positional embeddings (use_learned_positional_embeddings): "
+                "they cannot be evaluated at other temporal positions"
+            )
+        if self.rope is not None:
+            return self._rope_position_context(positions)
+        if getattr(self.denoiser.patch_embed, "use_positional_embeddings", False):
+            if self.patch_size_t is not None:
+                raise ConfigError(
+                    "this CogVideoX model patchifies time (patch_size_t) but has sin-cos positions, a layout no "
+                    "CogVideoX checkpoint has: its temporal positions cannot be remapped"
+                )
+            return self._sincos_position_context(positions)
+        raise ConfigError(
+            "this CogVideoX model has neither 3D RoPE nor a sin-cos temporal table in its patch embedding: "
+            "it has no temporal positions to remap"
+        )
+
+    @contextmanager
+    def _rope_position_context(self, positions: torch.Tensor | Sequence[float]) -> Iterator[None]:
+        pos = check_temporal_positions(positions).to(torch.float32)
+        p_t = self.patch_size[0]
+
+        def hook(module: torch.nn.Module, args: tuple, out: tuple[torch.Tensor, torch.Tensor]) -> tuple:
+            frames = args[0].shape[2] // p_t
+            check_position_count(pos, frames, self.family)
+            cols = module.temporal_columns()
+            new = get_1d_rotary_pos_embed(cols.stop - cols.start, pos, theta=COGVIDEOX_ROPE_THETA, use_real=True)
+            return tuple(with_temporal_columns(o, frames, c) for o, c in zip(out, new))
+
+        with forward_hooks((self.rope, hook)):
+            yield
+
+    @contextmanager
+    def _sincos_position_context(self, positions: torch.Tensor | Sequence[float]) -> Iterator[None]:
+        pos = check_temporal_positions(positions).to(torch.float32)
+        embed = self.denoiser.patch_embed
+
+        def hook(module: torch.nn.Module, args: tuple, out: torch.Tensor) -> torch.Tensor:
+            text_tokens, frames = args[0].shape[1], args[1].shape[1]
+            check_position_count(pos, frames, self.family)
+            dim, scale = module.embed_dim // 4, module.temporal_interpolation_scale
+            stock = torch.arange(frames, dtype=torch.float32)
+            delta = get_1d_sincos_pos_embed_from_grid(dim, pos / scale)
+            delta = delta - get_1d_sincos_pos_embed_from_grid(dim, stock / scale)
+            video = torch.zeros(out.shape[1] - text_tokens, out.shape[2], dtype=torch.float64)
+            video = with_temporal_columns(video, frames, delta)
+            full = torch.cat([video.new_zeros(text_tokens, out.shape[2]), video])
+            return out + full.to(out.device, out.dtype)
+
+        with forward_hooks((embed, hook)):
+            yield

@@ -24,13 +24,28 @@ not listed.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any, ClassVar
 
 import torch
 from diffusers import HunyuanVideoPipeline
+from diffusers.models.embeddings import get_1d_rotary_pos_embed
 from diffusers.pipelines.hunyuan_video.pipeline_hunyuan_video import DEFAULT_PROMPT_TEMPLATE
 
-from motiontune.backbones.base import AttentionSite, BackboneSpec, Conditioning, ScaledLatentsMixin, TokenLayout
+from motiontune.backbones.base import (
+    AttentionSite,
+    BackboneSpec,
+    BlockSite,
+    Conditioning,
+    ScaledLatentsMixin,
+    TokenLayout,
+    check_position_count,
+    check_temporal_positions,
+    forward_hooks,
+    linear_names,
+    with_temporal_columns,
+)
 from motiontune.errors import ConfigError
 
 #: the pipeline's default ``max_sequence_length`` (Llama tokens kept after the template crop)
@@ -47,6 +62,9 @@ class HunyuanVideoSpec(ScaledLatentsMixin, BackboneSpec):
     pipeline_cls = HunyuanVideoPipeline
     denoiser_attr = "transformer"
     denoiser_classes = ("HunyuanVideoTransformer3DModel",)
+    #: conditioning keys: Llama token embeddings (with ``encoder_attention_mask``) and the pooled CLIP vector
+    text_key = "prompt_embeds"
+    pooled_text_key = "pooled_projections"
     #: classifier-free guidance is off by default, as in the pipeline (``true_cfg_scale=1``): the
     #: model is guidance-distilled and takes the guidance scale as an input instead
     default_guidance = 1.0
@@ -234,3 +252,61 @@ class HunyuanVideoSpec(ScaledLatentsMixin, BackboneSpec):
         """``transformer.rope`` (HunyuanVideoRotaryPosEmbed): ``forward(latents)`` -> ``(cos, sin)`` over the
         frame-major token grid, columns ``[t | h | w]`` split by ``rope_axes_dim``."""
         return self.denoiser.rope
+
+    def block_sites(self) -> list[BlockSite]:
+        """The dual-stream ``transformer_blocks.{i}``, then the single-stream
+        ``single_transformer_blocks.{j}`` (index ``len(transformer_blocks) + j``); all ``joint``, all
+        taking and returning ``(video, text)`` with the text tokens after the video tokens.
+
+        Dual-stream: ``attn`` (video-stream projections; it returns ``(video, text)``), the video
+        feed-forward ``ff`` (the text stream has its own ``ff_context``, not named here), ``norm1``
+        (AdaLayerNormZero: its first output is the modulated attention input); ``ff_norm`` is None:
+        ``norm2`` is modulated inline.
+
+        Single-stream blocks fuse attention and MLP: one modulated ``norm`` (its first output feeds
+        both ``attn`` and ``proj_mlp``), ``attn`` computes attention without an output projection
+        (returns ``(video, text)``), and ``proj_out`` projects ``[attention | gelu(proj_mlp(x))]``
+        back to the model width.  Here ``feed_forward`` is that fused ``proj_out`` (its output, over
+        ``[video; text]``, is the block's whole update before the gate) and ``ff_linears`` are
+        ``proj_mlp`` and ``proj_out``.
+        """
+        sites = []
+        for i, block in enumerate(self.denoiser.transformer_blocks):
+            p = f"transformer_blocks.{i}"
+            sites.append(BlockSite(
+                index=i, path=p, kind="joint", attention=f"{p}.attn", feed_forward=f"{p}.ff",
+                ff_linears=linear_names(block.ff, f"{p}.ff"), norm=f"{p}.norm1", text_position="after",
+            ))
+        n = len(sites)
+        for j, _ in enumerate(self.denoiser.single_transformer_blocks):
+            p = f"single_transformer_blocks.{j}"
+            sites.append(BlockSite(
+                index=n + j, path=p, kind="joint", attention=f"{p}.attn", feed_forward=f"{p}.proj_out",
+                ff_linears=(f"{p}.proj_mlp", f"{p}.proj_out"), norm=f"{p}.norm", ff_norm=f"{p}.norm",
+                text_position="after",
+            ))
+        return sites
+
+    def timestep_embedding_path(self) -> str:
+        """``time_text_embed`` (HunyuanVideoConditionEmbedding): its first output is the ``temb`` all blocks
+        and the output norm are modulated by: timestep embedding + embedded guidance + pooled CLIP text
+        (the second output is the image-to-video token-replace embedding, None here)."""
+        return "time_text_embed"
+
+    # ------------------------------------------------------------------ temporal positions
+    @contextmanager
+    def temporal_position_context(self, positions: torch.Tensor | Sequence[float]) -> Iterator[None]:
+        """Run the transformer at float frame positions: a forward hook on ``transformer.rope``
+        replaces the frame-axis columns (the first ``rope_axes_dim[0]``) of its ``(cos, sin)`` with the
+        frequencies at ``positions``, computed as the module does (float32, its ``theta``); the stock
+        positions reproduce its output exactly."""
+        pos = check_temporal_positions(positions).to(torch.float32)
+
+        def hook(module: torch.nn.Module, args: tuple, out: tuple[torch.Tensor, torch.Tensor]) -> tuple:
+            frames = args[0].shape[2] // module.patch_size_t
+            check_position_count(pos, frames, self.family)
+            new = get_1d_rotary_pos_embed(module.rope_dim[0], pos, module.theta, use_real=True)
+            return tuple(with_temporal_columns(o, frames, c) for o, c in zip(out, new))
+
+        with forward_hooks((self.denoiser.rope, hook)):
+            yield

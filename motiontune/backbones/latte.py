@@ -9,13 +9,24 @@ the model's ``video_length``, so the model takes exactly that many frames.
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import torch
 from diffusers import LattePipeline
 from diffusers.models.embeddings import get_1d_sincos_pos_embed_from_grid
 
-from motiontune.backbones.base import AttentionSite, BackboneSpec, Conditioning, FrameRule, TokenLayout
+from motiontune.backbones.base import (
+    AttentionSite,
+    BackboneSpec,
+    BlockSite,
+    Conditioning,
+    FrameRule,
+    TokenLayout,
+    basic_block_site,
+    check_temporal_positions,
+)
 from motiontune.backbones.framewise import FramewiseVAEMixin, batch_timesteps
 from motiontune.errors import ConfigError
 
@@ -37,8 +48,12 @@ class LatteSpec(FramewiseVAEMixin, BackboneSpec):
     ``(B*F, h*w, D)``, temporal calls on ``(B*h*w, F, D)``.
 
     Frame positions are absolute: :meth:`temporal_positions` returns the sin-cos table,
-    :meth:`temporal_position_embedding` builds it for arbitrary (fractional) positions and
-    :meth:`set_temporal_positions` installs such a table.
+    :meth:`temporal_position_embedding` builds it for arbitrary (fractional) positions,
+    :meth:`set_temporal_positions` installs such a table and :meth:`temporal_position_context`
+    installs one for the duration of a ``with`` block.
+
+    Blocks (:meth:`block_sites`), in forward order: ``transformer_blocks.{i}`` (``spatial``) then
+    ``temporal_transformer_blocks.{i}`` (``temporal``) for each ``i``.
 
     Conditioning: ``{"encoder_hidden_states": (B, L, D), "encoder_attention_mask": (B, L)}``;
     the embeddings come from the pipeline's ``encode_prompt`` (T5, padded to its fixed 120
@@ -190,3 +205,31 @@ class LatteSpec(FramewiseVAEMixin, BackboneSpec):
         previous = self.denoiser.temp_pos_embed
         self.denoiser.temp_pos_embed = table
         return previous
+
+    @contextmanager
+    def temporal_position_context(self, positions: torch.Tensor | Sequence[float]) -> Iterator[None]:
+        """Install the sin-cos table for ``positions`` (exactly ``video_length`` of them, as
+        :meth:`set_temporal_positions` requires) and put the previous table back on exit."""
+        previous = self.set_temporal_positions(check_temporal_positions(positions))
+        try:
+            yield
+        finally:
+            self.denoiser.temp_pos_embed = previous
+
+    # ------------------------------------------------------------------ blocks
+    def block_sites(self) -> list[BlockSite]:
+        """Spatial ``transformer_blocks.{i}`` and temporal ``temporal_transformer_blocks.{i}``, interleaved
+        in forward order (BasicTransformerBlocks with ``ada_norm_single``: the norms are modulated inline,
+        so ``norm`` and ``ff_norm`` are None).  The temporal table is added to the input of temporal
+        block 0, outside the block."""
+        sites: list[BlockSite] = []
+        pairs = zip(self.denoiser.transformer_blocks, self.denoiser.temporal_transformer_blocks)
+        for i, (spatial, temporal) in enumerate(pairs):
+            sites.append(basic_block_site(len(sites), f"transformer_blocks.{i}", spatial, "spatial"))
+            sites.append(basic_block_site(len(sites), f"temporal_transformer_blocks.{i}", temporal, "temporal"))
+        return sites
+
+    def timestep_embedding_path(self) -> str:
+        """``adaln_single.emb``: the timestep embedding (B, D); ``adaln_single`` turns it into the six
+        modulation vectors every block reads (``linear(silu(emb))``), and the output norm reads it too."""
+        return "adaln_single.emb"

@@ -11,12 +11,25 @@ the pipeline does.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import torch
 from diffusers import TextToVideoSDPipeline
 
-from motiontune.backbones.base import AttentionKind, AttentionSite, BackboneSpec, Conditioning, FrameRule, TokenLayout
+from motiontune.backbones.base import (
+    AttentionKind,
+    AttentionSite,
+    BackboneSpec,
+    BlockSite,
+    Conditioning,
+    FrameRule,
+    TokenLayout,
+    basic_block_site,
+    check_position_count,
+    check_temporal_positions,
+)
 from motiontune.backbones.framewise import FramewiseVAEMixin, batch_timesteps
 from motiontune.errors import ConfigError
 
@@ -158,6 +171,46 @@ class UNet3DSpec(FramewiseVAEMixin, BackboneSpec):
                     sites.append(AttentionSite(f"{path}.transformer_blocks.{k}.{name}", site_kind, heads,
                                                attn.to_q.out_features // heads, block=b))
         return sites
+
+    def block_sites(self) -> list[BlockSite]:
+        """The BasicTransformerBlocks of every transformer model, in the forward order of
+        :meth:`_transformer_models`: ``spatial`` ones inside the ``attentions`` (Transformer2DModel:
+        ``attn1`` self-attention in a frame, ``attn2`` cross attention to the text) and ``temporal`` ones
+        inside ``transformer_in`` and the ``temp_attentions`` (TransformerTemporalModel: ``attn1`` and
+        ``attn2`` both self-attention over the frames; ``attention`` names ``attn1``).  Their norms are
+        plain LayerNorms: ``norm1`` gives the attention input, ``norm3`` the feed-forward input.
+        Tokens per call: :meth:`site_token_layout` of the block's ``attention``.
+        """
+        sites: list[BlockSite] = []
+        for path, model, kind in self._transformer_models():
+            for k, block in enumerate(model.transformer_blocks):
+                sites.append(basic_block_site(len(sites), f"{path}.transformer_blocks.{k}", block, kind or "spatial"))
+        return sites
+
+    def timestep_embedding_path(self) -> str:
+        """``time_embedding``: the timestep embedding (B, time_embed_dim) of the UNet.  Only the ResNet
+        blocks are conditioned on it; the transformer blocks of :meth:`block_sites` do not read it."""
+        return "time_embedding"
+
+    @contextmanager
+    def temporal_position_context(self, positions: torch.Tensor | Sequence[float]) -> Iterator[None]:
+        """The UNet encodes no frame positions: the stock positions ``0 .. f-1`` are accepted (a no-op,
+        still checked against each call's frame count); any others raise ConfigError."""
+        pos = check_temporal_positions(positions)
+        if not torch.equal(pos, torch.arange(pos.numel(), dtype=pos.dtype)):
+            raise ConfigError(
+                "unet3d has no temporal position embedding (its temporal attention sees frames without positions): "
+                "only the stock positions 0..f-1 can be used"
+            )
+
+        def check(module: torch.nn.Module, args: tuple) -> None:
+            check_position_count(pos, args[0].shape[2], self.family)
+
+        handle = self.denoiser.register_forward_pre_hook(check)
+        try:
+            yield
+        finally:
+            handle.remove()
 
     def token_layout(self, latent_shape: tuple[int, ...], text_tokens: int = 0) -> TokenLayout:
         """The full-resolution grid (``transformer_in`` and the first level)."""

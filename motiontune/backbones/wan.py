@@ -5,12 +5,29 @@ Also the family of the embedded toy model (``--backbone toy``), which has the sa
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import torch
 from diffusers import WanPipeline
+from diffusers.models.embeddings import get_1d_rotary_pos_embed
 
-from motiontune.backbones.base import AttentionSite, BackboneSpec, Conditioning, TokenLayout
+from motiontune.backbones.base import (
+    AttentionSite,
+    BackboneSpec,
+    BlockSite,
+    Conditioning,
+    TokenLayout,
+    check_position_count,
+    check_temporal_positions,
+    forward_hooks,
+    linear_names,
+    with_temporal_columns,
+)
+
+#: WanRotaryPosEmbed's theta: the transformer builds it with the default and does not store it
+WAN_ROPE_THETA = 10000.0
 
 
 class WanSpec(BackboneSpec):
@@ -111,3 +128,50 @@ class WanSpec(BackboneSpec):
 
     def rope_module(self) -> torch.nn.Module:
         return self.denoiser.rope
+
+    def block_sites(self) -> list[BlockSite]:
+        """``blocks.{i}``: joint self-attention ``attn1`` over the video tokens (3D RoPE), cross attention
+        ``attn2`` to the text, feed-forward ``ffn``.
+
+        ``norm`` and ``ff_norm`` are None: the block modulates ``norm1``/``norm3`` inline
+        (``norm(x) * (1 + scale) + shift`` from its ``scale_shift_table`` and the timestep projection).
+        """
+        sites = []
+        for i, block in enumerate(self.denoiser.blocks):
+            p = f"blocks.{i}"
+            sites.append(BlockSite(
+                index=i, path=p, kind="joint", attention=f"{p}.attn1", feed_forward=f"{p}.ffn",
+                ff_linears=linear_names(block.ffn, f"{p}.ffn"), norm=None, cross_attention=f"{p}.attn2",
+            ))
+        return sites
+
+    def timestep_embedding_path(self) -> str:
+        """``condition_embedder.time_embedder``: its output ``temb`` (B, dim) feeds the output norm's
+        shift/scale, and ``condition_embedder.time_proj(silu(temb))`` gives the six modulation vectors
+        every block reads, so every block's timestep conditioning is a function of it."""
+        return "condition_embedder.time_embedder"
+
+    # ------------------------------------------------------------------ temporal positions
+    @contextmanager
+    def temporal_position_context(self, positions: torch.Tensor | Sequence[float]) -> Iterator[None]:
+        """Run the denoiser at float frame positions: a forward hook on ``denoiser.rope``
+        (WanRotaryPosEmbed) replaces the temporal columns of its ``(cos, sin)`` (each
+        ``(1, f*h*w, 1, head_dim)``, columns ``[t | h | w]``) with the frequencies at ``positions``,
+        computed as the module computes its table (float64, ``repeat_interleave_real``); the stock
+        positions reproduce its output exactly."""
+        pos = check_temporal_positions(positions)
+        rope = self.denoiser.rope
+
+        def hook(module: torch.nn.Module, args: tuple, out: tuple[torch.Tensor, torch.Tensor]) -> tuple:
+            frames = args[0].shape[2] // module.patch_size[0]
+            check_position_count(pos, frames, self.family)
+            # the dtype WanRotaryPosEmbed builds its table in
+            dtype = torch.float32 if torch.backends.mps.is_available() else torch.float64
+            cos_t, sin_t = get_1d_rotary_pos_embed(
+                module.t_dim, pos.to(dtype), WAN_ROPE_THETA,
+                use_real=True, repeat_interleave_real=True, freqs_dtype=dtype,
+            )
+            return tuple(with_temporal_columns(o, frames, c) for o, c in zip(out, (cos_t, sin_t)))
+
+        with forward_hooks((rope, hook)):
+            yield
