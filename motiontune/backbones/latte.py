@@ -135,7 +135,8 @@ class LatteSpec(FramewiseVAEMixin, BackboneSpec):
         ``return_variance=True`` returns the full ``2 * C`` channels of a learned-sigma model.
         """
         b, c, f = x_t.shape[:3]
-        self.frame_rule.check(f)
+        if f != 1:  # one frame is an image: the transformer then skips the temporal position table
+            self.frame_rule.check(f)
         t = batch_timesteps(t, b, x_t.device)
         bias = None
         mask = cond.get("encoder_attention_mask")

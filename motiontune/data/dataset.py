@@ -99,15 +99,16 @@ class TrainingData:
 
 
 def strided(sample: Sample, stride: int, offset: int, rule: "FrameRule | None" = None) -> Sample:
-    """Every ``stride``-th frame of a clip from ``offset``, cut to the longest count ``rule`` accepts."""
+    """Every ``stride``-th frame of a clip from ``offset``, cut to the longest count ``rule`` accepts
+    (at least 2 frames: a clip)."""
     total = sample.pixels.shape[1]
     idx = torch.arange(offset if offset < total else 0, total, stride)
     n = len(idx)
     if rule is not None:
-        while n > 0 and not rule.is_valid(n):
+        while n > 1 and not rule.is_valid(n):
             n -= 1
-        if n == 0:
-            raise ConfigError(f"{sample.source}: every {stride}th frame leaves {len(idx)} of {total} frames; the backbone needs {rule.describe()}")
+        if n < 2:
+            raise ConfigError(f"{sample.source}: every {stride}-th frame leaves {len(idx)} of {total} frames; the backbone needs {rule.describe()}")
     idx = idx[:n]
     return Sample(sample.pixels[:, idx], sample.caption, sample.kind, sample.source, frame_indices=idx)
 

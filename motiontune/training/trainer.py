@@ -257,10 +257,11 @@ class Trainer:
                 continue
             for s in videos:
                 n = s.pixels.shape[1]
-                kept = usable_frames(-(-n // k), self.spec.frame_rule)
-                if kept < 1:
-                    raise ConfigError(f"stage {sp.stage.name!r}: every {k}th frame of {s.source} leaves {-(-n // k)} of {n} frames; "
-                                      f"this backbone needs {self.spec.frame_rule.describe()}")
+                for offset in range(k):  # every offset the draw may pick
+                    have = len(range(min(offset, n - 1), n, k))
+                    if usable_frames(have, self.spec.frame_rule) < 2:
+                        raise ConfigError(f"stage {sp.stage.name!r}: every {k}-th frame of {s.source} leaves {have} of {n} frames "
+                                          f"(from frame {offset}); this backbone needs {self.spec.frame_rule.describe()}")
 
     # ------------------------------------------------------------------ data
     def _samples(self, kind: str, gen: torch.Generator, span: StageSpan, flip: float | None) -> list[Sample]:
@@ -537,8 +538,9 @@ class Trainer:
 
 
 def usable_frames(n: int, rule: Any) -> int:
-    """The largest frame count <= ``n`` that ``rule`` (a FrameRule) accepts; 0 if none."""
-    for m in range(n, 0, -1):
+    """The largest frame count <= ``n`` that ``rule`` (a FrameRule) accepts and that is still a clip
+    (2 frames or more); 0 if none."""
+    for m in range(n, 1, -1):
         if rule.is_valid(m):
             return m
     return 0
