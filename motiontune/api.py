@@ -144,6 +144,8 @@ def train(
     num_frames, height, width = num_frames or f0, height or h0, width or w0
     data = prepare_training_data(spec, videos, captions, num_frames, height, width, images, image_captions, frame_sampling, frame_stride)
     rec = recipe if isinstance(recipe, Recipe) else make_recipe(recipe, **(recipe_settings or {}))
+    if "steps" not in train_settings and rec.default_steps is not None:
+        train_settings["steps"] = rec.default_steps  # the recipe's own default (its authors' setting)
     if spec.default_learning_rate is not None and "learning_rate" not in train_settings \
             and not isinstance(recipe, Recipe) and "learning_rate" not in (recipe_settings or {}):
         # the model folder's recommendation (the tiny toy model needs a larger step than real models)

@@ -56,7 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_size_arguments(t)
     t.add_argument("--frame-sampling", choices=["uniform", "stride", "first"], help="how frames are taken from a longer clip")
     t.add_argument("--frame-stride", type=int)
-    t.add_argument("--steps", type=int, help="optimizer steps (default 300)")
+    t.add_argument("--steps", type=int, help="optimizer steps (default: the recipe's own, e.g. 150 for motiondirector, else 300)")
     t.add_argument("--lr", type=float, help="learning rate (default: the recipe's setting, else the model folder's default_learning_rate, else the recipe's default)")
     t.add_argument("--batch-size", type=int)
     t.add_argument("--gradient-accumulation-steps", type=int)

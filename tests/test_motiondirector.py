@@ -287,3 +287,24 @@ def test_frame_pools_flip_and_stride_keep_indices():
     for s in a:
         assert int(torch.randint(1, (1,), generator=g)) == 0
         assert torch.equal(s.pixels, clip[:, int(torch.randint(9, (1,), generator=g))])
+
+
+def test_recipe_default_steps_apply_when_none_given(tiny_model_dir, monkeypatch):
+    from motiontune import api
+
+    seen = []
+
+    class Capture:
+        def __init__(self, spec, recipe, data, config, metadata=None):
+            seen.append(config.steps)
+
+        def train(self):
+            return None
+
+    monkeypatch.setattr(api, "Trainer", Capture)
+    clip = (torch.rand(5, 16, 16, 3) * 255).byte().numpy()
+    kw = dict(captions="a red circle", output_dir="unused", num_frames=5, height=16, width=16)
+    api.train(tiny_model_dir("wan"), videos=[clip], recipe="motiondirector", **kw)
+    api.train(tiny_model_dir("wan"), videos=[clip], recipe="motiondirector", steps=7, **kw)
+    api.train(tiny_model_dir("wan"), videos=[clip], recipe="lora", **kw)
+    assert seen == [150, 7, 300]

@@ -113,6 +113,8 @@ class Recipe:
     name: ClassVar[str] = ""
     summary: ClassVar[str] = ""
     config_cls: ClassVar[type[RecipeConfig]] = RecipeConfig
+    #: optimizer steps when the user gives none (None: the trainer's default)
+    default_steps: ClassVar[int | None] = None
 
     def __init__(self, config: RecipeConfig | None = None, **overrides: Any):
         if config is None:

@@ -20,7 +20,7 @@ DiTs (Wan, CogVideoX, HunyuanVideo, the toy model) both are named adapters on th
 attention.
 
 Defaults follow the authors' config for one clip: rank 32, LoRA dropout 0.1, learning rate 5e-4,
-weight decay 1e-2, 150 steps (``motiontune train --steps``; the CLI's default is 300); the toy
+weight decay 1e-2, 150 steps (when ``--steps`` is not given); the toy
 model's own learning rate where its folder gives one (``default_learning_rate``). ``alpha``
 defaults to the rank (LoRA scale 1, as in the authors' LoRA layers). Not implemented: the
 authors' optional inversion noise prior at inference.
@@ -110,6 +110,7 @@ class MotionDirectorRecipe(NamedLoraRecipe):
     summary = "dual-path LoRA: spatial on single frames, temporal on the clip with the appearance-debiased loss (baseline)"
     config_cls = MotionDirectorConfig
     inference_adapters = ("temporal",)
+    default_steps = 150
 
     def adapter_plan(self, spec: "BackboneSpec") -> dict[str, AdapterDecl]:
         cfg = self.config
