@@ -79,7 +79,7 @@ def test_toy_suite_script_on_tiny_toy(tiny_toy, tmp_path, monkeypatch, results_d
     rows = results if isinstance(results, list) else results.get("results", results.get("cells"))
     assert sorted(r["recipe"] for r in rows) == ["lora", "none"]
     text = results_doc.read_text()
-    assert "## Toy suite" in text and "| lora | motion (1) |" in text and "kept" in text
+    assert "## Toy suite" in text and "| lora | motion | 1 x 1 (1 cell) |" in text and "kept" in text
 
 
 def test_toy_quality_script_on_tiny_toy(tiny_toy, tmp_path, results_doc):
@@ -334,3 +334,237 @@ def test_heldout_fit_script_calibrates_the_threshold(tmp_path, results_doc):
     assert "## Toy oracle: how well renders fit their motion" in text and "kept" in text and "| orbit | held-out |" in text
     with pytest.raises(SystemExit):
         script.main(["--per-motion", "0"])
+
+
+# ------------------------------------------------------------------------------------------
+# toy_suite.py's table: means and 95% t-intervals over (scenario, seed) cells
+# ------------------------------------------------------------------------------------------
+
+T975_DF1, T975_DF2, T975_DF3 = 12.7062, 4.3027, 3.1824  # t_{0.975, df}, from any t table
+SUITE_SCENARIOS = {"motion-orbit-0": "motion", "motion-zigzag-0": "motion", "appearance-purple-square-0": "appearance"}
+
+
+def write_fake_run(folder, seed, cells, recipes=("none", "lora"), train_steps=5):
+    """An output folder as the runner leaves it: bench.json planning every scenario x recipe, and
+    one result.json per finished cell. ``cells``: (scenario, recipe) -> (metrics, wall seconds)."""
+    from motiontune.evaluation.runner import MANIFEST_FILE, RESULT_FILE, cell_dir, write_json
+
+    planned = [f"{s}/{r}" for s in SUITE_SCENARIOS for r in recipes]
+    write_json(os.path.join(folder, MANIFEST_FILE), {
+        "suite": "toy", "recipes": list(recipes), "metrics": [], "cells": planned,
+        "settings": {"backbone": "toy", "family": None, "steps": 2, "train_steps": train_steps, "size": [None, None, None],
+                     "guidance": None, "seed": seed, "dtype": "fp32", "recipe_settings": {}, "train_settings": {}},
+        "scenarios": [{"id": s, "group": g} for s, g in SUITE_SCENARIOS.items()],
+    })
+    for (scenario, recipe), (metrics, wall) in cells.items():
+        cell = f"{scenario}/{recipe}"
+        write_json(cell_dir(folder, scenario, recipe) / RESULT_FILE, {
+            "cell": cell, "index": planned.index(cell), "scenario": scenario, "recipe": recipe,
+            "group": SUITE_SCENARIOS[scenario], "videos": [], "metrics": metrics, "skipped": {},
+            "seconds": {"train": wall, "generate": 0.0, "score": 0.0, "wall": wall},
+        })
+
+
+def motion_metrics(fidelity, subject, leakage=0.0, background=1.0, motion=0.0):
+    return {"toy_motion_fidelity": fidelity, "toy_subject_accuracy": subject, "toy_appearance_leakage": leakage,
+            "toy_background_accuracy": background, "toy_motion_accuracy": motion}
+
+
+def appearance_metrics(subject, background=1.0, motion=1.0):
+    # no reference clip: the runner stores no motion fidelity or leakage for these scenarios
+    return {"toy_subject_accuracy": subject, "toy_background_accuracy": background, "toy_motion_accuracy": motion}
+
+
+def fake_cells(seed, drop=()):
+    """Known values: lora's motion fidelity 0.2/0.4 (seed 0) and 0.3/0.5 (seed 1); none's is NaN in one cell."""
+    lora_fid = {0: (0.2, 0.4), 1: (0.3, 0.5)}[seed]
+    none_fid = {0: (0.0, float("nan")), 1: (0.1, -0.1)}[seed]
+    cells = {
+        ("motion-orbit-0", "none"): (motion_metrics(none_fid[0], 1.0), 4.0),
+        ("motion-zigzag-0", "none"): (motion_metrics(none_fid[1], 0.0), 6.0),
+        ("appearance-purple-square-0", "none"): (appearance_metrics(0.0), 5.0),
+        ("motion-orbit-0", "lora"): (motion_metrics(lora_fid[0], 1.0, leakage=1 / 3), 40.0),
+        ("motion-zigzag-0", "lora"): (motion_metrics(lora_fid[1], 1.0, leakage=0.0), 50.0),
+        ("appearance-purple-square-0", "lora"): (appearance_metrics({0: 1.0, 1: 2 / 3}[seed]), 30.0),
+    }
+    return {k: v for k, v in cells.items() if k not in drop}
+
+
+def table_row(text, recipe, group):
+    rows = [line for line in text.splitlines() if line.startswith(f"| {recipe} | {group} |")]
+    assert len(rows) == 1, text
+    return [c.strip() for c in rows[0].strip().strip("|").split("|")]
+
+
+def parse_estimate(cell):
+    """'0.350 [0.145, 0.555]' -> (0.350, 0.145, 0.555); '0.350' -> (0.350, None, None)."""
+    import re
+
+    m = re.fullmatch(r"(-?\d+\.\d+)(?: \[(-?\d+\.\d+), (-?\d+\.\d+)\])?(?: \(n=\d+\))?", cell)
+    assert m, cell
+    return tuple(None if g is None else float(g) for g in m.groups())
+
+
+def hand_interval(values, t):
+    n = len(values)
+    mean = sum(values) / n
+    sd = (sum((v - mean) ** 2 for v in values) / (n - 1)) ** 0.5
+    return mean, mean - t * sd / n ** 0.5, mean + t * sd / n ** 0.5
+
+
+def test_toy_suite_t_quantiles():
+    suite = load_script("toy_suite")
+    assert suite.t_quantile(1) == pytest.approx(12.706, abs=1e-3)
+    assert suite.t_quantile(9) == pytest.approx(2.262, abs=1e-3)
+    assert suite.t_quantile(29) == pytest.approx(2.045, abs=1e-3)
+    assert suite.t_quantile(60) == pytest.approx(2.000, abs=1e-3)
+    if suite._scipy_t() is None:
+        assert suite.t_quantile(61) == 1.96
+    est = suite.mean_interval([1.0, None, float("nan"), 3.0])
+    assert (est.n, est.mean) == (2, 2.0)
+    assert (est.low, est.high) == pytest.approx((2 - suite.t_quantile(1), 2 + suite.t_quantile(1)))  # sd sqrt(2), n 2
+    one = suite.mean_interval([0.5])
+    assert one.n == 1 and one.text(1) == "0.500" and one.text(2) == "0.500 (n=1)"
+    assert suite.mean_interval([None, float("nan")]).text(2) == "—"
+
+
+def test_toy_suite_table_from_folders(tmp_path, results_doc, monkeypatch, capsys):
+    suite = load_script("toy_suite")
+    monkeypatch.setattr(suite, "run_bench", lambda *a, **k: pytest.fail("--table-only must not run anything"))
+    s0, s1 = tmp_path / "s0", tmp_path / "s1"
+    write_fake_run(s0, 0, fake_cells(0))
+    write_fake_run(s1, 1, fake_cells(1))
+    assert suite.main(["--table-only", "--from", str(s0), "--from", str(s1), "--append-results", str(results_doc)]) == 0
+    text = results_doc.read_text()
+    assert "## Speed and memory\n\nkept" in text and "## Toy suite" in text
+    section = text[text.index("## Toy suite"):]
+    assert "Seeds 0, 1; 5 training steps per scenario; 2 sampling steps" in section
+    assert "--table-only --from" in section and "95% t-interval" in section and "Unequal samples" not in section
+
+    # lora, motion: 2 scenarios x 2 seeds; every column by hand
+    row = table_row(section, "lora", "motion")
+    assert row[2] == "2 x 2 (4 cells)"
+    cols = dict(zip(["fidelity", "subject", "leakage", "background", "motion"], row[3:8]))
+    for name, values in (("fidelity", [0.2, 0.4, 0.3, 0.5]), ("leakage", [1 / 3, 0.0, 1 / 3, 0.0])):
+        mean, low, high = hand_interval(values, T975_DF3)
+        got = parse_estimate(cols[name])
+        assert got == pytest.approx((mean, low, high), abs=1.5e-3), (name, got)
+    assert parse_estimate(cols["fidelity"]) == pytest.approx((0.350, 0.145, 0.555), abs=1e-9)
+    assert cols["subject"] == "1.000 [1.000, 1.000]"  # no spread: the interval is the mean itself
+    assert row[8] == "45"  # seconds per scenario: mean of 40, 50, 40, 50
+
+    # lora, appearance: one scenario x 2 seeds (df 1); motion fidelity and leakage have no value there
+    row = table_row(section, "lora", "appearance")
+    assert row[2] == "1 x 2 (2 cells)" and row[3] == "—" and row[5] == "—"
+    mean, low, high = hand_interval([1.0, 2 / 3], T975_DF1)
+    assert parse_estimate(row[4]) == pytest.approx((mean, low, high), abs=1.5e-3)
+
+    # none, motion: the NaN cell (seed 0, zigzag) is left out of motion fidelity only
+    row = table_row(section, "none", "motion")
+    assert row[2] == "2 x 2 (4 cells)"
+    assert row[3].endswith("(n=3)")
+    mean, low, high = hand_interval([0.0, 0.1, -0.1], T975_DF2)
+    assert parse_estimate(row[3]) == pytest.approx((mean, low, high), abs=1.5e-3)
+    mean, low, high = hand_interval([1.0, 0.0, 1.0, 0.0], T975_DF3)  # subject accuracy keeps all 4 cells
+    assert parse_estimate(row[4]) == pytest.approx((mean, low, high), abs=1.5e-3) and "(n=" not in row[4]
+
+    # the same numbers from summarize, unrounded
+    rows = {(r.recipe, r.group): r for r in suite.summarize(suite.read_folders([str(s0), str(s1)]))}
+    est = rows[("lora", "motion")].columns["toy_motion_fidelity"]
+    mean, low, high = hand_interval([0.2, 0.4, 0.3, 0.5], suite.t_quantile(3))
+    assert (est.mean, est.low, est.high, est.n) == pytest.approx((mean, low, high, 4))
+    assert rows[("none", "appearance")].columns["toy_appearance_leakage"].n == 0
+
+    # --recipes picks rows; a seed's shards in two folders pool as one seed
+    capsys.readouterr()
+    assert suite.main(["--table-only", "--recipes", "lora", "--from", str(s0), "--from", str(s1)]) == 0
+    out = capsys.readouterr().out
+    assert "| lora | motion |" in out and "| none |" not in out
+
+
+def test_toy_suite_table_says_when_a_row_has_fewer_cells(tmp_path, results_doc):
+    suite = load_script("toy_suite")
+    s0, s1 = tmp_path / "s0", tmp_path / "s1"
+    write_fake_run(s0, 0, fake_cells(0))
+    # seed 1 still running: lora has not reached zigzag and the appearance scenario yet
+    write_fake_run(s1, 1, fake_cells(1, drop=[("motion-zigzag-0", "lora"), ("appearance-purple-square-0", "lora")]))
+    assert suite.main(["--table-only", "--from", str(s0), "--from", str(s1), "--append-results", str(results_doc)]) == 0
+    section = results_doc.read_text()[results_doc.read_text().index("## Toy suite"):]
+    assert table_row(section, "none", "motion")[2] == "2 x 2 (4 cells)"
+    row = table_row(section, "lora", "motion")
+    assert row[2] == "2 x 2 (3 of 4 cells)"
+    mean, low, high = hand_interval([0.2, 0.4, 0.3], T975_DF2)  # over the 3 finished cells only
+    assert parse_estimate(row[3]) == pytest.approx((mean, low, high), abs=1.5e-3)
+    assert table_row(section, "lora", "appearance")[2] == "1 x 1 (1 of 2 cells)"
+    assert "**Unequal samples:**" in section and "lora / motion (3 of 4)" in section and "lora / appearance (1 of 2)" in section
+    # a recipe planned in one folder only is short by the other folder's cells
+    s2 = tmp_path / "s2"
+    write_fake_run(s2, 2, {k: v for k, v in fake_cells(0).items() if k[1] == "none"}, recipes=("none",))
+    assert suite.main(["--table-only", "--from", str(s0), "--from", str(s2), "--append-results", str(results_doc)]) == 0
+    section = results_doc.read_text()[results_doc.read_text().index("## Toy suite"):]
+    assert table_row(section, "none", "motion")[2] == "2 x 2 (4 cells)"
+    assert table_row(section, "lora", "motion")[2] == "2 x 1 (2 of 4 cells)"
+
+
+def test_toy_suite_refuses_bad_input_before_any_work(tmp_path, results_doc, monkeypatch, capsys):
+    suite = load_script("toy_suite")
+    monkeypatch.setattr(suite, "run_bench", lambda *a, **k: pytest.fail("ran despite bad input"))
+    s0 = tmp_path / "s0"
+    write_fake_run(s0, 0, fake_cells(0))
+    other = tmp_path / "other"
+    write_fake_run(other, 1, fake_cells(1), train_steps=7)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    before = results_doc.read_text()
+    doc = ["--append-results", str(results_doc)]
+    cases = [
+        (["--table-only", "--from", str(s0), "--from", str(tmp_path / "missing")], "no such folder"),
+        (["--table-only", "--from", str(empty)], "not a benchmark output folder"),
+        (["--table-only", "--from", str(s0), "--from", str(other)], "other settings (train_steps)"),
+        (["--seeds", "0,x", "--output", str(tmp_path / "run")], "--seeds '0,x'"),
+        (["--seeds", "0,0", "--output", str(tmp_path / "run")], "listed twice"),
+        (["--seeds", "0,1", "--seed", "2"], "not both"),
+        (["--from", str(s0)], "--table-only"),
+        (["--table-only", "--from", str(s0), "--train-steps", "3"], "--train-steps"),
+        (["--recipes", "none,nosuch", "--output", str(tmp_path / "run")], "nosuch"),
+        (["--set", "lora", "--output", str(tmp_path / "run")], "RECIPE.KEY=VALUE"),
+        # a folder of another run (train steps 5) refused before seed 0 starts
+        (["--seeds", "0,1", "--recipes", "none", "--train-steps", "3", "--output", str(tmp_path / "reuse")], "other settings"),
+    ]
+    write_fake_run(tmp_path / "reuse" / "seed1", 1, {})
+    for args, message in cases:
+        capsys.readouterr()
+        assert suite.main(args + doc) == 2, args
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("error: ") and "\n" not in err and message in err, (args, err)
+    assert results_doc.read_text() == before
+    assert not (tmp_path / "run").exists() and not (tmp_path / "reuse" / "seed0").exists()
+    # a folder for the document that does not exist is refused too
+    capsys.readouterr()
+    assert suite.main(["--table-only", "--from", str(s0), "--append-results", str(tmp_path / "no" / "R.md")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+
+
+def test_toy_suite_seeds_on_tiny_toy(tiny_toy, tmp_path, monkeypatch, results_doc):
+    monkeypatch.setenv("MOTIONTUNE_TOY_MODEL", tiny_toy)
+    suite = load_script("toy_suite")
+    out = tmp_path / "suite"
+    args = ["--recipes", "none", "--steps", "2", "--limit", "1", "--seeds", "0,1", "--output", str(out),
+            "--append-results", str(results_doc)]
+    assert suite.main(args) == 0
+    for seed in (0, 1):
+        manifest = json.loads((out / f"seed{seed}" / "bench.json").read_text())
+        assert manifest["settings"]["seed"] == seed
+        assert (out / f"seed{seed}" / "cells" / "motion-orbit-0" / "none" / "result.json").is_file()
+    section = results_doc.read_text()[results_doc.read_text().index("## Toy suite"):]
+    assert table_row(section, "none", "motion")[2] == "1 x 2 (2 cells)"
+    # a second run finds every cell finished; --table-only without --from reads the same folders
+    calls = []
+    real = suite.run_bench
+    monkeypatch.setattr(suite, "run_bench", lambda cfg, log=None: calls.append(real(cfg, log=log)) or calls[-1])
+    assert suite.main(args) == 0
+    assert [c.ran for c in calls] == [[], []] and all(c.skipped for c in calls)
+    first = table_row(section, "none", "motion")
+    assert suite.main(["--table-only", "--seeds", "0,1", "--output", str(out), "--append-results", str(results_doc)]) == 0
+    section = results_doc.read_text()[results_doc.read_text().index("## Toy suite"):]
+    assert table_row(section, "none", "motion")[:8] == first[:8]
