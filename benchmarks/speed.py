@@ -14,7 +14,15 @@ Measures
 * with ``--overhead``: seconds per step of the Trainer against a bare hand-written loop
   (noise, add_noise, forward, MSE, backward, AdamW step) on a second copy of the same model
   with LoRA injected on the same modules, the same batch and the same optimizer settings; the
-  two alternate step by step so that both see the same machine load.
+  two alternate step by step so that both see the same machine load. Each case runs a fresh
+  Trainer (its own model copy) for ``--warmup`` untimed and ``--train-steps`` timed steps;
+* with ``--overhead-two-stage``: the same for a recipe with two stages ("spatial" then
+  "temporal", each training one of two named adapters, the switch half-way through the timed
+  steps) against a loop that trains one adapter and then the other, one AdamW each;
+* with ``--overhead-motiondirector``: the same for the ``motiondirector`` recipe with
+  ``spatial_dropout=0`` (every step: a one-frame pass training the spatial adapter with the
+  temporal one at scale 0, a clip pass training the temporal adapter with the debiased loss,
+  two AdamW steps) against a loop doing that work by hand.
 
 Model sources (exactly one):
 
@@ -30,6 +38,8 @@ Model sources (exactly one):
 Examples::
 
     python benchmarks/speed.py --tiny wan --num-frames 9 --height 32 --width 32 --overhead
+    python benchmarks/speed.py --backbone toy --num-frames 17 --height 32 --width 32 --threads 1 --no-sample \\
+        --overhead --overhead-two-stage --overhead-motiondirector --train-steps 40
     python benchmarks/speed.py --random-config wan2.1-1.3b --num-frames 5 --height 64 --width 64 \\
         --train-steps 2 --sample-steps 2 --warmup 1
     python benchmarks/speed.py --backbone wan2.1-1.3b --device cuda --dtype bfloat16 \\
@@ -55,6 +65,10 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 import torch
+
+from motiontune.recipes.lora import LoraRecipeConfig
+from motiontune.recipes.multi import AdapterDecl, NamedLoraRecipe
+from motiontune.training.plan import Stage
 
 DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
           "float16": torch.float16, "fp16": torch.float16}
@@ -431,6 +445,43 @@ def measure_sampling(spec, recipe, args, device: torch.device) -> dict[str, Any]
     }
 
 
+# ---------------------------------------------------------------------------------------- trainer vs bare loop
+# Each case trains one recipe through a fresh Trainer (on its own copy of the model, its steps laid
+# out over the warm-up and timed steps) and the same work written out by hand on a second copy with
+# the same LoRA adapters injected on the same modules; the two alternate step by step.
+OVERHEAD_NOTE = ("steps alternate between the two loops (and which goes first); the Trainer step includes its "
+                 "default gradient clipping (max_grad_norm=1.0), the latent/prompt cache lookups and the seeded "
+                 "per-step generators; the bare loop does not clip")
+
+
+@dataclass
+class TwoStageLoraConfig(LoraRecipeConfig):
+    #: optimizer steps of the first stage ("spatial"); the second ("temporal") takes the rest
+    first_stage_steps: int = 1
+
+
+class TwoStageLoraRecipe(NamedLoraRecipe):
+    """Two named LoRA adapters trained one after the other: stage "spatial" trains only the first,
+    stage "temporal" only the second (both on clips, plain diffusion loss; placed as motiondirector
+    places its adapters). Used only here, to time a run with a stage switch."""
+
+    name = "two-stage-lora"
+    config_cls = TwoStageLoraConfig
+    inference_adapters = ("spatial", "temporal")
+
+    def adapter_plan(self, spec) -> dict[str, AdapterDecl]:
+        from motiontune.recipes.motiondirector import default_placement
+
+        cfg = self.config
+        spatial, temporal = default_placement(spec)
+        return {"spatial": AdapterDecl(spatial, cfg.projections, cfg.rank, cfg.alpha, cfg.dropout),
+                "temporal": AdapterDecl(temporal, cfg.projections, cfg.rank, cfg.alpha, cfg.dropout)}
+
+    def stages(self) -> list[Stage]:
+        return [Stage(name="spatial", steps=self.config.first_stage_steps, train=("spatial",)),
+                Stage(name="temporal", train=("temporal",))]
+
+
 def _bare_forward(spec, x_t: torch.Tensor, t: torch.Tensor, cond: dict[str, torch.Tensor]) -> torch.Tensor:
     if spec.family == "wan":  # the denoiser called directly
         return spec.denoiser(hidden_states=x_t.to(spec.dtype), timestep=t,
@@ -438,83 +489,242 @@ def _bare_forward(spec, x_t: torch.Tensor, t: torch.Tensor, cond: dict[str, torc
     return spec.predict(x_t, t, cond)  # other families: the spec's thin call (layout permutes, extra inputs)
 
 
-def measure_overhead(trainer, make_copy: Callable[[], Any], args, device: torch.device) -> dict[str, Any]:
-    """Trainer.train_step against a bare loop on a second copy of the same model."""
-    from motiontune.adapters.lora import inject_lora, lora_parameters, lora_target_modules
-    from motiontune.diffusion.schedules import FlowMatchSchedule
+class BareLoop:
+    """The hand-written side: a copy of the model with the trainer's LoRA adapters injected by hand
+    (same modules, rank, alpha, dropout), one AdamW per adapter with the trainer's settings, and the
+    trainer's reference clip encoded once."""
 
-    recipe = trainer.recipe
-    bare = make_copy()
-    targets = lora_target_modules(recipe.select_sites(bare), recipe.config.projections)
-    torch.manual_seed(args.seed)
-    inject_lora(bare.denoiser, targets, recipe.config.rank, recipe.config.alpha, recipe.config.dropout)
-    bare.denoiser.train()
-    params = list(lora_parameters(bare.denoiser).values())
-    if len(params) != len(trainer.params):
-        raise RuntimeError(f"bare loop has {len(params)} LoRA tensors, the trainer {len(trainer.params)}")
-    group = trainer.optimizer.param_groups[0]
-    opt = torch.optim.AdamW(params, lr=group["lr"], betas=group["betas"], eps=group["eps"],
-                            weight_decay=group["weight_decay"])
+    def __init__(self, spec, adapters: dict[str, tuple[list[str], int, float, float]], trainer, args, device: torch.device):
+        from motiontune.adapters.lora import inject_lora, lora_layers, lora_parameters
 
-    # the same batch the trainer sees (its latent cache / the sample's latents, its prompt)
-    sample = trainer.data.videos[0]
-    with torch.no_grad():
-        if sample.latents is not None:
-            x0 = sample.latents.float().unsqueeze(0).to(device)
-        else:
-            x0 = bare.encode_video(sample.pixels.unsqueeze(0)).float().to(device)
-        cond = bare.encode_prompt([sample.caption])
-    schedule = bare.schedule
-    flow = isinstance(schedule, FlowMatchSchedule)
-    T = schedule.num_train_timesteps
-    gen = torch.Generator().manual_seed(args.seed + 99)
+        self.spec, self.device = spec, device
+        torch.manual_seed(args.seed)
+        for name, (targets, rank, alpha, dropout) in adapters.items():
+            inject_lora(spec.denoiser, targets, rank, alpha, dropout, adapter_name=name)
+        spec.denoiser.train()
+        if args.gradient_checkpointing and hasattr(spec.denoiser, "enable_gradient_checkpointing"):
+            spec.denoiser.enable_gradient_checkpointing()
+        self.layers = lora_layers(spec.denoiser)
+        self.params = {name: list(lora_parameters(spec.denoiser, name).values()) for name in adapters}
+        self.opts = {}
+        for name, params in self.params.items():
+            theirs = trainer.branches[name]
+            if [p.shape for p in params] != [p.shape for p in theirs]:
+                raise RuntimeError(f"adapter {name!r}: the bare loop has {len(params)} LoRA tensors, the trainer {len(theirs)}")
+            group = trainer.optimizers[name].param_groups[0]
+            self.opts[name] = torch.optim.AdamW(params, lr=group["lr"], betas=group["betas"], eps=group["eps"],
+                                                weight_decay=group["weight_decay"])
+        self.autocast = (torch.autocast(device.type, dtype={"bf16": torch.bfloat16, "fp16": torch.float16}[args.mixed_precision])
+                         if args.mixed_precision != "no" and device.type == "cuda" else contextlib.nullcontext())
+        # the batch the trainer sees: its reference clip (latents given, or encoded here) and its prompt
+        self.sample = trainer.data.videos[0]
+        with torch.no_grad():
+            self.x0 = self.encode(self.sample.pixels) if self.sample.latents is None else self.sample.latents.float().unsqueeze(0).to(device)
+            self.cond = spec.encode_prompt([self.sample.caption])
+        self.gen = torch.Generator().manual_seed(args.seed + 99)
 
-    def bare_step() -> None:
-        opt.zero_grad(set_to_none=True)
-        noise = torch.randn(x0.shape, generator=gen).to(x0)
-        if flow:
-            t = torch.rand(1, generator=gen).to(device) * T
+    def encode(self, pixels: torch.Tensor) -> torch.Tensor:
+        """Latents (1, C, f, h, w) of pixels (3, F, H, W)."""
+        with torch.no_grad():
+            return self.spec.encode_video(pixels.unsqueeze(0)).float().to(self.device)
+
+    def train_only(self, name: str) -> None:
+        for other, params in self.params.items():
+            for p in params:
+                p.requires_grad_(other == name)
+
+    def set_scale(self, name: str, scale: float) -> None:
+        for layer in self.layers:
+            layer.set_scale(name, scale)
+
+    def predict(self, x0: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Noise ``x0`` at a random timestep and run the denoiser: (prediction, target), float32."""
+        from motiontune.diffusion.schedules import FlowMatchSchedule
+
+        schedule = self.spec.schedule
+        T = schedule.num_train_timesteps
+        noise = torch.randn(x0.shape, generator=self.gen).to(x0)
+        if isinstance(schedule, FlowMatchSchedule):
+            t = torch.rand(1, generator=self.gen).to(self.device) * T
             s = t.view(-1, 1, 1, 1, 1) / T
             x_t = (1 - s) * x0 + s * noise
             target = noise - x0
         else:
-            t = torch.randint(0, T, (1,), generator=gen)
-            a = schedule.alphas_cumprod[t].float().view(-1, 1, 1, 1, 1).to(device)
+            t = torch.randint(0, T, (1,), generator=self.gen)
+            a = schedule.alphas_cumprod[t].float().view(-1, 1, 1, 1, 1).to(self.device)
             x_t = a.sqrt() * x0 + (1 - a).sqrt() * noise
             target = noise if schedule.prediction_type == "epsilon" else a.sqrt() * noise - (1 - a).sqrt() * x0
-            t = t.to(device)
-        pred = _bare_forward(bare, x_t, t, cond)
-        loss = torch.nn.functional.mse_loss(pred.float(), target.float())
-        loss.backward()
-        opt.step()
+            t = t.to(self.device)
+        with self.autocast:
+            pred = _bare_forward(self.spec, x_t, t, self.cond)
+        return pred.float(), target.float()
 
-    next_step = trainer.config.steps
-    trainer.config.steps += args.warmup + args.train_steps
+
+def _overhead_trainer(spec, recipe, data, args, output_dir: str):
+    from motiontune.training.trainer import TrainConfig, Trainer
+
+    cfg = TrainConfig(output_dir=output_dir, steps=args.warmup + args.train_steps, progress=False, batch_size=1,
+                      seed=args.seed, mixed_precision=args.mixed_precision,
+                      gradient_checkpointing=args.gradient_checkpointing, checkpoint_every=0)
+    return Trainer(spec, recipe, data, cfg)
+
+
+def _named_adapters(recipe, spec) -> dict[str, tuple[list[str], int, float, float]]:
+    """name -> (target modules, rank, alpha, dropout) of a NamedLoraRecipe's adapters on ``spec``."""
+    from motiontune.adapters.lora import lora_target_modules
+
+    return {name: (lora_target_modules(spec.sites(d.attention), d.projections), d.rank, d.alpha, d.dropout)
+            for name, d in recipe.adapter_plan(spec).items()}
+
+
+def _alternate(trainer, bare: BareLoop, bare_step: Callable[[int], None], args, device: torch.device, label: str) -> dict[str, Any]:
+    """Warm-up steps, then ``--train-steps`` timed steps of each loop, alternating (and alternating which
+    goes first); step i of one loop does the work of step i of the other."""
+    from motiontune.training.plan import stage_summary
+
+    before = {"motiontune": {b: [p.detach().clone() for p in ps] for b, ps in trainer.branches.items()},
+              "bare": {b: [p.detach().clone() for p in ps] for b, ps in bare.params.items()}}
     for i in range(args.warmup):
-        _timed(bare_step, device)
-        _timed(lambda i=i: trainer.train_step(next_step + i), device)
-    next_step += args.warmup
-    _log(args, "overhead: warm-up done")
-    mt, bt = [], []
-    for i in range(args.train_steps):  # alternate, and alternate which goes first
+        _timed(lambda i=i: bare_step(i), device)
+        _timed(lambda i=i: trainer.train_step(i), device)
+    _log(args, f"overhead ({label}): warm-up done")
+    mt, bt, stages, passes = [], [], {}, set()
+    for i in range(args.warmup, args.warmup + args.train_steps):
+        span, plan, _ = trainer.step_plan(i)
+        stages[span.stage.name] = stages.get(span.stage.name, 0) + 1
+        passes.add(len(plan))
         order = ("mt", "bare") if i % 2 == 0 else ("bare", "mt")
         for which in order:
             if which == "mt":
-                mt.append(_timed(lambda i=i: trainer.train_step(next_step + i), device))
+                mt.append(_timed(lambda i=i: trainer.train_step(i), device))
             else:
-                bt.append(_timed(bare_step, device))
+                bt.append(_timed(lambda i=i: bare_step(i), device))
+    after = {"motiontune": trainer.branches, "bare": bare.params}
+    moved = {side: sorted(b for b, ps in after[side].items()
+                          if any(not torch.equal(p.detach(), q) for p, q in zip(ps, before[side][b])))
+             for side in before}
     m, b = statistics.median(mt), statistics.median(bt)
-    del bare, opt
-    gc.collect()
+    _log(args, f"overhead ({label}): motiontune {m:.4g} s/step, bare {b:.4g} s/step, ratio {m / b:.3f}")
     return {
+        "recipe": trainer.recipe.name,
         "motiontune_seconds_per_step": m,
         "bare_seconds_per_step": b,
         "ratio": m / b,
         "motiontune_step_seconds": [round(x, 4) for x in mt],
         "bare_step_seconds": [round(x, 4) for x in bt],
-        "note": "steps alternate between the two loops; the Trainer step includes its default gradient clipping "
-                "(max_grad_norm=1.0), the latent/prompt cache lookups and the seeded per-step generators",
+        "stages": stage_summary(trainer.spans),
+        "timed_steps_per_stage": stages,
+        "passes_per_step": sorted(passes),
+        "trainable_parameters": {k: sum(p.numel() for p in ps) for k, ps in trainer.branches.items()},
+        "branches_moved": moved,
     }
+
+
+def overhead_lora(make_copy: Callable[[], Any], data, args, device: torch.device, output_dir: str) -> dict[str, Any]:
+    """The ``lora`` recipe against noise, add_noise, forward, MSE, backward, AdamW step."""
+    from motiontune.adapters.lora import lora_target_modules
+    from motiontune.recipes import make_recipe
+
+    recipe = make_recipe("lora", rank=args.lora_rank, alpha=float(args.lora_rank))
+    trainer = _overhead_trainer(make_copy(), recipe, data, args, output_dir)
+    cfg = recipe.config
+    targets = lora_target_modules(recipe.select_sites(trainer.spec), cfg.projections)
+    bare = BareLoop(make_copy(), {"default": (targets, cfg.rank, cfg.alpha, cfg.dropout)}, trainer, args, device)
+    opt = bare.opts["default"]
+
+    def bare_step(step: int) -> None:
+        opt.zero_grad(set_to_none=True)
+        pred, target = bare.predict(bare.x0)
+        torch.nn.functional.mse_loss(pred, target).backward()
+        opt.step()
+
+    out = _alternate(trainer, bare, bare_step, args, device, "lora")
+    out["note"] = OVERHEAD_NOTE
+    return out
+
+
+def overhead_two_stage(make_copy: Callable[[], Any], data, args, device: torch.device, output_dir: str) -> dict[str, Any]:
+    """Two named adapters, stage "spatial" then stage "temporal" (the switch half-way through the timed
+    steps), against a loop that trains one adapter, then the other, with one AdamW each."""
+    first = args.warmup + args.train_steps // 2
+    recipe = TwoStageLoraRecipe(rank=args.lora_rank, alpha=float(args.lora_rank), first_stage_steps=first)
+    trainer = _overhead_trainer(make_copy(), recipe, data, args, output_dir)
+    bare_spec = make_copy()
+    bare = BareLoop(bare_spec, _named_adapters(recipe, bare_spec), trainer, args, device)
+    state = {"branch": None}
+
+    def bare_step(step: int) -> None:
+        branch = "spatial" if step < first else "temporal"
+        if branch != state["branch"]:  # the stage switch: the other adapter becomes the trainable one
+            bare.train_only(branch)
+            state["branch"] = branch
+        opt = bare.opts[branch]
+        opt.zero_grad(set_to_none=True)
+        pred, target = bare.predict(bare.x0)
+        torch.nn.functional.mse_loss(pred, target).backward()
+        opt.step()
+
+    out = _alternate(trainer, bare, bare_step, args, device, "two-stage")
+    out["note"] = (OVERHEAD_NOTE + f"; stage 'spatial' trains one adapter for steps 0-{first - 1}, stage 'temporal' "
+                   f"the other from step {first} (both adapters on the same attention of DiTs, both on clips); "
+                   f"the first 'temporal' step also creates that adapter's AdamW state, in both loops")
+    return out
+
+
+def overhead_motiondirector(make_copy: Callable[[], Any], data, args, device: torch.device, output_dir: str) -> dict[str, Any]:
+    """``motiondirector`` (spatial_dropout=0: both passes every step) against a loop doing per step:
+    a one-frame forward/backward training the spatial adapter with the temporal one at scale 0, a clip
+    forward/backward training the temporal adapter with the spatial one at scale 1 (diffusion plus
+    debiased loss), then both AdamW steps."""
+    from motiontune.data.dataset import Sample
+    from motiontune.losses import debiased_loss
+    from motiontune.recipes import make_recipe
+
+    recipe = make_recipe("motiondirector", rank=args.lora_rank, spatial_dropout=0.0)
+    trainer = _overhead_trainer(make_copy(), recipe, data, args, output_dir)
+    bare_spec = make_copy()
+    bare = BareLoop(bare_spec, _named_adapters(recipe, bare_spec), trainer, args, device)
+    cfg = recipe.config
+    clip = bare.sample.pixels
+    # every frame of the clip and its mirror image, encoded once (the bare loop's frame pool); the
+    # trainer's latent cache gets the same entries before timing, so neither loop times VAE encoding
+    frames = []
+    for f in range(clip.shape[1]):
+        frames.append([bare.encode(px.unsqueeze(1)) for px in (clip[:, f], clip[:, f].flip(-1))])
+        for px in (clip[:, f], clip[:, f].flip(-1)):
+            trainer.cache.latents(Sample(px, bare.sample.caption, "image"))
+
+    def bare_step(step: int) -> None:
+        for opt in bare.opts.values():
+            opt.zero_grad(set_to_none=True)
+        # spatial pass: one random frame (mirrored with probability flip), temporal adapter off
+        bare.train_only("spatial")
+        bare.set_scale("temporal", 0.0)
+        f = int(torch.randint(len(frames), (1,), generator=bare.gen))
+        mirrored = float(torch.rand((), generator=bare.gen)) < cfg.flip
+        pred, target = bare.predict(frames[f][int(mirrored)])
+        torch.nn.functional.mse_loss(pred, target).backward()
+        # temporal pass: the clip, spatial adapter on (scale 1) but not trained
+        bare.train_only("temporal")
+        bare.set_scale("temporal", 1.0)
+        pred, target = bare.predict(bare.x0)
+        loss = torch.nn.functional.mse_loss(pred, target) + debiased_loss(pred, target, bare.gen, cfg.beta, cfg.debias_alpha)
+        loss.backward()
+        for opt in bare.opts.values():
+            opt.step()
+
+    out = _alternate(trainer, bare, bare_step, args, device, "motiondirector")
+    out["note"] = (OVERHEAD_NOTE + f"; two passes per step (one frame: spatial adapter, clip: temporal adapter), "
+                   f"rank {cfg.rank}, LoRA dropout {cfg.dropout}, flip {cfg.flip}, spatial_dropout 0; both loops "
+                   f"draw frames from latents encoded before timing")
+    return out
+
+
+OVERHEAD_CASES: dict[str, Callable[..., dict[str, Any]]] = {
+    "overhead": overhead_lora,
+    "overhead_two_stage": overhead_two_stage,
+    "overhead_motiondirector": overhead_motiondirector,
+}
 
 
 # ---------------------------------------------------------------------------------------- table output
@@ -585,6 +795,11 @@ def print_table(r: dict[str, Any]) -> None:
     ov = r.get("overhead")
     if ov:
         print(f"{'':<{width}}  motiontune {ov['motiontune_seconds_per_step']:.4g} s/step, bare {ov['bare_seconds_per_step']:.4g} s/step")
+    for key, label in (("overhead_two_stage", "two-stage"), ("overhead_motiondirector", "motiondirector")):
+        ov = r.get(key)
+        if ov:
+            print(f"{'Trainer / bare loop (' + label + ')':<{width}}  {ov['ratio']:.2f}")
+            print(f"{'':<{width}}  motiontune {ov['motiontune_seconds_per_step']:.4g} s/step, bare {ov['bare_seconds_per_step']:.4g} s/step")
 
 
 def _row_key(r: dict[str, Any]) -> str:
@@ -686,7 +901,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lora-rank", type=int, default=16)
     p.add_argument("--guidance", type=float, default=None, help="CFG scale for sampling (default: the backbone's)")
     p.add_argument("--no-sample", action="store_true", help="skip the sampling measurement")
-    p.add_argument("--overhead", action="store_true", help="also time a bare hand-written loop on a second copy of the model")
+    p.add_argument("--overhead", action="store_true", help="also time the lora recipe's Trainer against a bare hand-written loop")
+    p.add_argument("--overhead-two-stage", action="store_true",
+                   help="the same for a two-stage recipe (stage 'spatial' then 'temporal', one adapter and AdamW each)")
+    p.add_argument("--overhead-motiondirector", action="store_true",
+                   help="the same for the motiondirector recipe (spatial_dropout=0: a one-frame and a clip pass every step)")
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (CPU)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
@@ -715,6 +934,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         args.sample_warmup = args.warmup
     if args.train_steps < 1 or args.sample_steps < 1 or args.warmup < 0 or args.sample_warmup < 0:
         raise SystemExit("--train-steps and --sample-steps must be >= 1, --warmup and --sample-warmup >= 0")
+    if args.overhead_two_stage and args.train_steps < 2:
+        raise SystemExit("--overhead-two-stage needs --train-steps >= 2 (the stage switch lies inside the timed steps)")
+    if args.overhead_motiondirector and args.random_config:
+        raise SystemExit("--overhead-motiondirector needs reference pixels (its spatial pass draws single frames); "
+                         "--random-config gives latents only")
     previous_threads = torch.get_num_threads()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -749,14 +973,18 @@ def _run(args: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
         data = make_training_data(spec, latent_shape, args.num_frames, args.height, args.width, args.seed, denoiser_only)
         trainer, train = measure_training(spec, recipe, data, args, device, os.path.join(workdir, "run"))
         sample = None if args.no_sample else measure_sampling(spec, recipe, args, device)
-        overhead = None
-        if args.overhead:
-            spec.denoiser.train()
+        lora_attention = list(recipe.config.attention)
+        del trainer, recipe, spec  # each overhead case loads its own two copies
+        gc.collect()
 
-            def make_copy():
-                return load_source(args, device, dtype, workdir)[0]
+        def make_copy():
+            return load_source(args, device, dtype, workdir)[0]
 
-            overhead = measure_overhead(trainer, make_copy, args, device)
+        overheads: dict[str, Any] = {}
+        for key, measure in OVERHEAD_CASES.items():
+            if getattr(args, key):
+                overheads[key] = measure(make_copy, data, args, device, os.path.join(workdir, key))
+                gc.collect()
     result: dict[str, Any] = {
         "command": "python benchmarks/speed.py " + shlex.join(argv),
         "date": started.strftime("%Y-%m-%d %H:%M %Z"),
@@ -766,13 +994,14 @@ def _run(args: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
                  "latent_shape": list(latent_shape), "video_tokens": layout.video_tokens},
         "settings": {"dtype": args.dtype, "mixed_precision": args.mixed_precision,
                      "gradient_checkpointing": args.gradient_checkpointing, "recipe": "lora",
-                     "lora_rank": args.lora_rank, "lora_attention": list(recipe.config.attention),
+                     "lora_rank": args.lora_rank, "lora_attention": lora_attention,
                      "batch_size": 1, "warmup": args.warmup, "train_steps": args.train_steps,
                      "sample_warmup": args.sample_warmup, "sample_steps": args.sample_steps, "denoiser_parameters": denoiser_params,
                      "load_seconds": round(load_seconds, 2)},
         "train": train,
         "sample": sample,
-        "overhead": overhead,
+        "overhead": overheads.get("overhead"),
+        **{k: v for k, v in overheads.items() if k != "overhead"},
         "notes": notes,
     }
     with contextlib.suppress(OSError, AttributeError):

@@ -1,7 +1,9 @@
-"""benchmarks/speed.py: one short run on the tiny Wan model, JSON output and the results table."""
+"""benchmarks/speed.py: short runs on the tiny Wan model, JSON output, the results table and the
+trainer-vs-bare-loop cases (lora, two stages, motiondirector)."""
 
 import importlib.util
 import json
+import math
 import os
 import sys
 
@@ -56,3 +58,40 @@ def test_tiny_wan_run_writes_positive_numbers(speed, tmp_path):
     speed.append_results(str(results), data)
     again = results.read_text(encoding="utf-8")
     assert again.count("| 1 | tiny wan") == 1 and "| 2 |" not in again
+
+
+def _check_overhead(o, steps):
+    assert o["motiontune_seconds_per_step"] > 0 and o["bare_seconds_per_step"] > 0
+    assert math.isfinite(o["ratio"]) and o["ratio"] > 0
+    assert o["ratio"] == pytest.approx(o["motiontune_seconds_per_step"] / o["bare_seconds_per_step"])
+    assert len(o["motiontune_step_seconds"]) == steps and len(o["bare_step_seconds"]) == steps
+    assert all(x > 0 for x in o["motiontune_step_seconds"] + o["bare_step_seconds"])
+
+
+def test_two_branch_overheads_on_tiny_wan(speed, tmp_path):
+    out = tmp_path / "speed.json"
+    argv = ["--tiny", "wan", "--num-frames", "5", "--height", "16", "--width", "16", "--warmup", "1",
+            "--train-steps", "2", "--no-sample", "--threads", "1", "--overhead-two-stage", "--overhead-motiondirector",
+            "--quiet", "--output-json", str(out)]
+    speed.main(argv)
+    data = json.loads(out.read_text(encoding="utf-8"))
+    assert data["overhead"] is None and data["sample"] is None  # only the cases asked for
+
+    md = data["overhead_motiondirector"]
+    _check_overhead(md, 2)
+    assert md["recipe"] == "motiondirector"
+    assert md["passes_per_step"] == [2]  # spatial_dropout=0: the frame pass and the clip pass every step
+    assert sorted(md["trainable_parameters"]) == ["spatial", "temporal"]
+    assert md["branches_moved"] == {"motiontune": ["spatial", "temporal"], "bare": ["spatial", "temporal"]}
+
+    two = data["overhead_two_stage"]
+    _check_overhead(two, 2)
+    assert [s["name"] for s in two["stages"]] == ["spatial", "temporal"]
+    assert [s["train"] for s in two["stages"]] == [["spatial"], ["temporal"]]
+    assert two["timed_steps_per_stage"] == {"spatial": 1, "temporal": 1}  # the switch lies inside the timed steps
+    assert two["branches_moved"] == {"motiontune": ["spatial", "temporal"], "bare": ["spatial", "temporal"]}
+
+
+def test_two_stage_overhead_needs_two_timed_steps(speed):
+    with pytest.raises(SystemExit, match="--train-steps >= 2"):
+        speed.main(["--tiny", "wan", "--train-steps", "1", "--overhead-two-stage", "--quiet"])
