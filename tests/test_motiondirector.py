@@ -308,3 +308,45 @@ def test_recipe_default_steps_apply_when_none_given(tiny_model_dir, monkeypatch)
     api.train(tiny_model_dir("wan"), videos=[clip], recipe="motiondirector", steps=7, **kw)
     api.train(tiny_model_dir("wan"), videos=[clip], recipe="lora", **kw)
     assert seen == [150, 7, 300]
+
+
+class TwoStage(type(make_recipe("motiondirector"))):
+    """A two-stage variant: the spatial branch on single frames first, then the temporal one on clips."""
+
+    def stages(self):
+        return [Stage("appearance", steps=3, train=("spatial",), pool="frame", flip=0.5, learning_rate=2e-2),
+                Stage("motion", train=("temporal",), weight_decay=0.0, optimizer="adam")]
+
+    def passes(self, step, stage, generator):
+        return [Pass(pool=stage.pool, train=stage.train, name=stage.name,
+                     scales={"temporal": 0.0} if stage.name == "appearance" else {})]
+
+
+def test_two_stage_run_resumes_exactly_across_the_stage_boundary(tiny_model_dir, tmp_path):
+    data = TrainingData([Sample(torch.rand(3, 5, 16, 16, generator=torch.Generator().manual_seed(4)) * 2 - 1, "a red circle")])
+
+    def run(folder, stop_at=None):
+        spec = load_backbone(tiny_model_dir("wan"))
+        rec = TwoStage(rank=4)
+        cfg = TrainConfig(output_dir=str(folder), steps=6, progress=False, learning_rate=1e-2, checkpoint_every=0, stop_at=stop_at)
+        tr = Trainer(spec, rec, data, cfg)
+        res = tr.train()
+        return rec, tr, res
+
+    rec_a, tr_a, _ = run(tmp_path / "a")
+    assert [s.stage.name for s in tr_a.spans] == ["appearance", "motion"]
+    assert set(tr_a.optimizers) == {"spatial", "temporal:adam"}
+    _, _, res = run(tmp_path / "b", stop_at=3)
+    assert res.finished is False and res.steps == 3
+    rec_b, tr_b, res = run(tmp_path / "b")
+    assert res.resumed_from == 3 and res.finished
+    a, b = rec_a.state_dict(), rec_b.state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    for key in tr_a.optimizers:
+        sa, sb = tr_a.optimizers[key].state_dict(), tr_b.optimizers[key].state_dict()
+        for pid in sa["state"]:
+            for name, v in sa["state"][pid].items():
+                assert torch.equal(torch.as_tensor(v), torch.as_tensor(sb["state"][pid][name])), (key, name)
+    # the stages are recorded with the adapter
+    info = json.loads((tmp_path / "a" / "motiontune.json").read_text())
+    assert [s["name"] for s in info["stages"]] == ["appearance", "motion"] and info["stages"][1]["from_step"] == 3
