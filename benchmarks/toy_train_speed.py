@@ -26,11 +26,12 @@ import time
 import torch
 
 from motiontune.backbones import load_backbone
-from motiontune.data.dataset import Sample, TrainingData
+from motiontune.data.dataset import TrainingData
 from motiontune.errors import ConfigError
 from motiontune.recipes import make_recipe
 from motiontune.toyworld.demo import toy_model_path
 from motiontune.toyworld.motions import BASE_MOTIONS
+from motiontune.toyworld.training import BankSample, LatentBank
 from motiontune.toyworld.world import BACKGROUNDS, COLORS, SHAPES, CaptionFields, caption
 from motiontune.training.trainer import Trainer, TrainConfig
 
@@ -58,9 +59,15 @@ def samples(latent_frames: int, n: int, z_dim: int, height: int, width: int, see
         latents = torch.randn(z_dim, latent_frames, height, width, generator=g)
         weight = 1.0 + 3.0 * (torch.rand(1, latent_frames, height, width, generator=g) < 0.1).float()
         swapped = torch.randn(latents.shape, generator=g) if i % 2 else None
-        out.append(Sample(None, caption(fields), "video", f"random-{i}", latents=latents, loss_weight=weight,
-                          input_latents=swapped, input_levels=(0.3, 1.0)))
-    return TrainingData(out)
+        out.append(BankSample(None, caption(fields), "video", f"random-{i}", latents=latents, loss_weight=weight,
+                              input_latents=swapped, input_levels=(0.3, 1.0)))
+    return BankData(out)
+
+
+class BankData(TrainingData):
+    """Fixed samples that make their noisy inputs the way the toy bank does (swapped inputs)."""
+
+    training_input = staticmethod(LatentBank.training_input)
 
 
 def measure(model: str, mode: str, latent_frames: int, args) -> dict:

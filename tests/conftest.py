@@ -35,3 +35,19 @@ def tiny_toy(tmp_path_factory):
     WanPipeline(**build_components(cfg)).save_pretrained(folder)
     write_defaults(cfg, folder)
     return folder
+
+
+@pytest.fixture(scope="module")
+def specs(tiny_model_dir, tiny_toy):
+    """specs(name) -> the loaded spec of a tiny family or "toy" (the tiny toy architecture), one per
+    test module; for tests that do not change the model."""
+    from motiontune.backbones import load_backbone
+
+    cache = {}
+
+    def get(name):
+        if name not in cache:
+            cache[name] = load_backbone(tiny_toy if name == "toy" else tiny_model_dir(name))
+        return cache[name]
+
+    return get

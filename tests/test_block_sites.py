@@ -10,18 +10,6 @@ from motiontune.testing.tiny import tiny_families
 NAMES = [*tiny_families(), "toy"]
 
 
-@pytest.fixture(scope="module")
-def specs(tiny_model_dir, tiny_toy):
-    cache = {}
-
-    def get(name):
-        if name not in cache:
-            cache[name] = load_backbone(tiny_toy if name == "toy" else tiny_model_dir(name))
-        return cache[name]
-
-    return get
-
-
 def _is_linear(module):
     base = module.get_base_layer() if hasattr(module, "get_base_layer") else module
     return isinstance(base, torch.nn.Linear)

@@ -3,25 +3,12 @@
 import pytest
 import torch
 
-from motiontune.backbones import load_backbone
 from motiontune.errors import ConfigError
 from motiontune.hooks.taps import BlockTaps
 from motiontune.testing.tiny import tiny_families
 
 NAMES = [*tiny_families(), "toy"]
 VIDEO_KEYS = ("input", "output", "attention", "feed_forward")
-
-
-@pytest.fixture(scope="module")
-def specs(tiny_model_dir, tiny_toy):
-    cache = {}
-
-    def get(name):
-        if name not in cache:
-            cache[name] = load_backbone(tiny_toy if name == "toy" else tiny_model_dir(name))
-        return cache[name]
-
-    return get
 
 
 def _inputs(spec, batch=2):
