@@ -192,6 +192,7 @@ def generate(
     progress: bool = True,
     spec: BackboneSpec | None = None,
     recipe: Recipe | None = None,
+    noise_prior: float | None = None,
 ) -> GenerationResult:
     """Generate one video per prompt with the base model or a trained adapter; optionally write files."""
     prompts = _as_list(prompts)
@@ -220,7 +221,12 @@ def generate(
     )
     if recipe is not None and adapter_scale is not None:
         recipe.config.scale = adapter_scale
-    videos = _generate(spec, prompts, recipe, cfg, progress=progress)
+    if noise_prior is not None:
+        if recipe is None or not hasattr(recipe.config, "noise_prior"):
+            raise ConfigError(f"noise_prior needs an adapter whose recipe has one (motiondirector); got {recipe.name if recipe else 'no adapter'}")
+        recipe.config.noise_prior = recipe.config.checked_noise_prior(noise_prior)
+    latents = recipe.initial_latents(spec, cfg.resolved(spec), prompts, meta) if recipe is not None else None
+    videos = _generate(spec, prompts, recipe, cfg, progress=progress, latents=latents)
     result = GenerationResult(videos, prompts)
     if output_dir:
         result.paths = write_outputs(videos, prompts, output_dir, formats, fps=spec.default_fps)

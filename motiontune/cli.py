@@ -92,6 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--guidance", type=float, help="classifier-free guidance scale")
     g.add_argument("--seed", type=int)
     g.add_argument("--adapter-scale", type=float)
+    g.add_argument("--noise-prior", type=float, help="motiondirector: start from the reference's inverted noise mixed with fresh noise, this share of it (0-1; the authors use 0.5)")
     g.add_argument("--batch-size", type=int)
     g.add_argument("--quiet", action="store_true")
 
@@ -222,6 +223,7 @@ def run_generate(s: dict[str, Any]) -> int:
         width=s.pop("width", None), steps=s.pop("steps", None), guidance=s.pop("guidance", None),
         negative_prompt=s.pop("negative_prompt", ""), seed=s.pop("seed", 0), adapter_scale=s.pop("adapter_scale", None),
         batch_size=s.pop("batch_size", 4), device=s.pop("device", None), dtype=s.pop("dtype", "fp32"), progress=not quiet,
+        noise_prior=s.pop("noise_prior", None),
     )
     if s:
         raise ConfigError(f"unknown setting(s) for generate: {', '.join(sorted(s))}")

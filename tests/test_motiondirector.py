@@ -350,3 +350,44 @@ def test_two_stage_run_resumes_exactly_across_the_stage_boundary(tiny_model_dir,
     # the stages are recorded with the adapter
     info = json.loads((tmp_path / "a" / "motiontune.json").read_text())
     assert [s["name"] for s in info["stages"]] == ["appearance", "motion"] and info["stages"][1]["from_step"] == 3
+
+
+def test_inversion_noise_prior(tiny_model_dir, tmp_path):
+    from motiontune import api
+    from motiontune.diffusion.sampling import SamplingConfig, initial_noise
+    from motiontune.probe.inversion import encode, invert
+
+    model = tiny_model_dir("wan")
+    ref = str(tmp_path / "ref.mp4")
+    write_video(torch.rand(3, 5, 16, 16) * 2 - 1, ref, fps=8)
+    out = str(tmp_path / "run")
+    api.train(model, videos=[ref], captions="a red circle moves left", output_dir=out, recipe="motiondirector",
+              recipe_settings={"rank": 4}, steps=2, num_frames=5, height=16, width=16, progress=False)
+    spec, recipe, meta = api.load(adapter=out)
+    cfg = SamplingConfig(num_inference_steps=3, num_frames=5, height=16, width=16).resolved(spec)
+    assert recipe.initial_latents(spec, cfg, ["a", "b"], meta) is None  # off by default
+    recipe.config.noise_prior = 0.5
+    got = recipe.initial_latents(spec, cfg, ["a", "b"], meta)
+    from motiontune.data.frames import prepare_video
+
+    inverted = invert(spec, encode(spec, prepare_video(ref, 5, 16, 16, frame_rule=spec.frame_rule)), "a red circle moves left", 3,
+                      recipe=recipe).latents[0]
+    expected = math.sqrt(0.5) * inverted + math.sqrt(0.5) * initial_noise(spec, cfg, 2)
+    assert torch.allclose(got, expected, atol=1e-6)
+    a = api.generate(["a blue square"], adapter=out, steps=3, progress=False).videos
+    # the adapter's LoRA dropout (0.1) is off at sampling: the same seed gives the same video
+    assert torch.equal(api.generate(["a blue square"], adapter=out, steps=3, progress=False).videos, a)
+    b = api.generate(["a blue square"], adapter=out, steps=3, progress=False, noise_prior=0.5).videos
+    assert not torch.equal(a, b)
+    with pytest.raises(ConfigError, match="training size"):
+        api.generate(["x"], adapter=out, steps=3, num_frames=9, progress=False, noise_prior=0.5)
+    with pytest.raises(ConfigError, match=r"noise_prior must lie in \[0, 1\]"):
+        api.generate(["x"], adapter=out, steps=3, progress=False, noise_prior=1.5)
+    os.remove(ref)
+    with pytest.raises(ConfigError, match="reference clip .* not there"):
+        api.generate(["x"], adapter=out, steps=3, progress=False, noise_prior=0.5)
+    lora = str(tmp_path / "lora")
+    api.train(model, videos=[torch.rand(3, 5, 16, 16) * 2 - 1], captions="x", output_dir=lora, steps=1, num_frames=5,
+              height=16, width=16, progress=False)
+    with pytest.raises(ConfigError, match="noise_prior needs an adapter"):
+        api.generate(["x"], adapter=lora, steps=2, progress=False, noise_prior=0.5)

@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 
 from motiontune.backbones.base import cat_conditioning
 from motiontune.errors import ConfigError
-from motiontune.hooks.call import DenoiserCall, denoiser_call
+from motiontune.hooks.call import DenoiserCall, denoiser_call, eval_mode
 
 if TYPE_CHECKING:
     from motiontune.backbones.base import BackboneSpec
@@ -114,27 +114,29 @@ def denoise(
     generator = torch.Generator().manual_seed(cfg.seed + 7919)
     extra = _step_kwargs(scheduler, generator)
     state: dict[str, Any] = {}
-    for j, t in enumerate(tqdm(timesteps, desc=desc, disable=not progress, leave=False)):
-        i = j + start_step
-        tf = float(t)
-        if cond_fn is not None:
-            cond = cond_fn(tf)
-            both = cat_conditioning([uncond, cond]) if guided else cond
-        if recipe is not None:
-            recipe.apply_schedule(tf, scale_fn)
-        model_in = scheduler.scale_model_input(latents, t) if hasattr(scheduler, "scale_model_input") else latents
-        if guided:
-            x = torch.cat([model_in, model_in])
-            tt = t.expand(x.shape[0])
-            out = denoiser_call(spec, recipe, x, tt, both, DenoiserCall(phase, tt, tuple(x.shape), uncond_batch=model_in.shape[0]))
-            out_u, out_c = out.float().chunk(2)
-            out = out_u + cfg.guidance_scale * (out_c - out_u)
-        else:
-            tt = t.expand(model_in.shape[0])
-            out = denoiser_call(spec, recipe, model_in, tt, cond, DenoiserCall(phase, tt, tuple(model_in.shape))).float()
-        latents = spec.scheduler_step(scheduler, out, t, latents, i, state, **extra)
-        if callback is not None:
-            callback(i, tf, latents)
+    # adapter dropout layers injected after loading start in training mode: sample in eval mode
+    with eval_mode(spec.denoiser):
+        for j, t in enumerate(tqdm(timesteps, desc=desc, disable=not progress, leave=False)):
+            i = j + start_step
+            tf = float(t)
+            if cond_fn is not None:
+                cond = cond_fn(tf)
+                both = cat_conditioning([uncond, cond]) if guided else cond
+            if recipe is not None:
+                recipe.apply_schedule(tf, scale_fn)
+            model_in = scheduler.scale_model_input(latents, t) if hasattr(scheduler, "scale_model_input") else latents
+            if guided:
+                x = torch.cat([model_in, model_in])
+                tt = t.expand(x.shape[0])
+                out = denoiser_call(spec, recipe, x, tt, both, DenoiserCall(phase, tt, tuple(x.shape), uncond_batch=model_in.shape[0]))
+                out_u, out_c = out.float().chunk(2)
+                out = out_u + cfg.guidance_scale * (out_c - out_u)
+            else:
+                tt = t.expand(model_in.shape[0])
+                out = denoiser_call(spec, recipe, model_in, tt, cond, DenoiserCall(phase, tt, tuple(model_in.shape))).float()
+            latents = spec.scheduler_step(scheduler, out, t, latents, i, state, **extra)
+            if callback is not None:
+                callback(i, tf, latents)
     if recipe is not None:
         recipe.reset_schedule()
     return latents

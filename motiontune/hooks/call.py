@@ -7,6 +7,8 @@ attention capture, block taps ...), so a method's hooks act the same in every ph
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -50,3 +52,16 @@ def denoiser_call(
     cond = recipe.condition(cond, call)
     with recipe.forward_context(call):
         return spec.predict(x_t, t, cond, **kwargs)
+
+
+@contextlib.contextmanager
+def eval_mode(module: torch.nn.Module) -> Iterator[None]:
+    """Every submodule in eval mode for the duration (adapter dropout layers injected after loading
+    start in training mode), then each restored to the mode it had."""
+    modes = [(m, m.training) for m in module.modules()]
+    module.eval()
+    try:
+        yield
+    finally:
+        for m, training in modes:
+            m.training = training

@@ -32,7 +32,7 @@ from tqdm.auto import tqdm
 from motiontune.backbones.base import cat_conditioning
 from motiontune.diffusion.sampling import SamplingConfig, denoise
 from motiontune.errors import ConfigError
-from motiontune.hooks.call import DenoiserCall, denoiser_call
+from motiontune.hooks.call import DenoiserCall, denoiser_call, eval_mode
 
 if TYPE_CHECKING:
     from motiontune.backbones.base import BackboneSpec
@@ -182,7 +182,8 @@ def invert(
 
     for k in tqdm(range(n - 1, -1, -1), desc="inverting", disable=not progress, leave=False):
         t = timesteps[k]
-        out = _model_output(spec, x, t, cond, uncond, guidance, recipe)
+        with eval_mode(spec.denoiser):
+            out = _model_output(spec, x, t, cond, uncond, guidance, recipe)
         if flow:
             x = x + (sigmas[k] - sigmas[k + 1]).to(x.device) * out
         else:

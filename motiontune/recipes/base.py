@@ -228,6 +228,10 @@ class Recipe:
         else:
             self.set_adapter_scale(self.adapter_scale(t))
 
+    def initial_latents(self, spec: "BackboneSpec", sampling: Any, prompts: list[str], metadata: dict[str, Any]) -> torch.Tensor | None:
+        """Starting latents for generating ``prompts`` (None: fresh seeded noise, the default)."""
+        return None
+
     def reset_schedule(self) -> None:
         """Back to the scales of training (after sampling)."""
         if self.adapter_names():

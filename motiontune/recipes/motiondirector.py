@@ -22,13 +22,20 @@ attention.
 Defaults follow the authors' config for one clip: rank 32, LoRA dropout 0.1, learning rate 5e-4,
 weight decay 1e-2, 150 steps (when ``--steps`` is not given); the toy
 model's own learning rate where its folder gives one (``default_learning_rate``). ``alpha``
-defaults to the rank (LoRA scale 1, as in the authors' LoRA layers). Not implemented: the
-authors' optional inversion noise prior at inference.
+defaults to the rank (LoRA scale 1, as in the authors' LoRA layers).
+
+Optional inversion noise prior at inference (``noise_prior``, or ``generate --noise-prior``; 0 =
+off, the authors use 0.5): the reference clip recorded in the adapter folder is read again at
+its training size, encoded and inverted with its caption (the probe's inversion, with the
+temporal adapter applied), and each video starts from
+``sqrt(p) * inverted + sqrt(1 - p) * fresh noise`` (fresh noise seeded per prompt as usual).
+Generation then has to keep the training size.
 """
 
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -68,6 +75,8 @@ class MotionDirectorConfig(RecipeConfig):
     projections: tuple[str, ...] = PROJECTION_ROLES
     #: adapters written to the adapter folder
     ship: tuple[str, ...] = ("temporal",)
+    #: inference: share of the reference's inverted noise in the starting noise (0: off; authors 0.5)
+    noise_prior: float = 0.0
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -89,10 +98,18 @@ class MotionDirectorConfig(RecipeConfig):
         bad = [p for p in self.projections if p not in PROJECTION_ROLES]
         if bad or not self.projections:
             raise ConfigError(f"unknown projection(s) {bad}; choose from {', '.join(PROJECTION_ROLES)}")
+        self.noise_prior = self.checked_noise_prior(self.noise_prior)
         self.ship = _as_tuple(self.ship)
         bad = [b for b in self.ship if b not in BRANCHES]
         if bad or "temporal" not in self.ship:
             raise ConfigError(f"ship must name adapters among {', '.join(BRANCHES)} and include 'temporal' (got {', '.join(self.ship) or 'none'})")
+
+
+    @staticmethod
+    def checked_noise_prior(value: Any) -> float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= float(value) <= 1.0:
+            raise ConfigError(f"noise_prior must lie in [0, 1] (got {value!r})")
+        return float(value)
 
 
 def default_placement(spec: "BackboneSpec") -> tuple[tuple[str, ...], tuple[str, ...]]:
@@ -141,6 +158,31 @@ class MotionDirectorRecipe(NamedLoraRecipe):
             return {"diffusion": plain}
         return {"diffusion": plain,
                 "debiased": debiased_loss(ctx.prediction, ctx.target, ctx.extras["generator"], self.config.beta, self.config.debias_alpha)}
+
+    def initial_latents(self, spec: "BackboneSpec", sampling: Any, prompts: list[str], metadata: dict[str, Any]) -> torch.Tensor | None:
+        p = self.config.noise_prior
+        if p <= 0:
+            return None
+        from motiontune.data.frames import prepare_video
+        from motiontune.diffusion.sampling import initial_noise
+        from motiontune.probe.inversion import encode, invert
+
+        refs = metadata.get("references", {})
+        videos, captions, size = refs.get("videos") or [], refs.get("captions") or [], metadata.get("size")
+        if not videos or not size:
+            raise ConfigError("noise_prior needs the reference clip and its size recorded in the adapter folder; this one has none")
+        path = videos[0]
+        if not os.path.isfile(path) and not os.path.isdir(path):
+            raise ConfigError(f"noise_prior needs the reference clip {path}, which is not there")
+        f, h, w = (int(v) for v in size)
+        if (sampling.num_frames, sampling.height, sampling.width) != (f, h, w):
+            raise ConfigError(f"noise_prior needs the training size {f}x{h}x{w} (frames x height x width); "
+                              f"got {sampling.num_frames}x{sampling.height}x{sampling.width}")
+        pixels = prepare_video(path, f, h, w, frame_rule=spec.frame_rule)
+        inversion = invert(spec, encode(spec, pixels), captions[0] if captions else "", sampling.num_inference_steps, recipe=self)
+        inverted = inversion.latents[0].float().cpu()
+        fresh = initial_noise(spec, sampling, len(prompts)).float().cpu()
+        return math.sqrt(p) * inverted + math.sqrt(1.0 - p) * fresh
 
     def describe(self) -> dict[str, Any]:
         out = super().describe()
