@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass, field, fields
 from typing import Any
@@ -20,7 +21,8 @@ from motiontune.backbones.base import BackboneSpec
 from motiontune.data.dataset import Sample, TrainingData
 from motiontune.diffusion.sampling import SamplingConfig
 from motiontune.diffusion.sampling import generate as _generate
-from motiontune.errors import ConfigError
+from motiontune.checks import MAX_SCALE, MAX_SIZE, number
+from motiontune.errors import ConfigError, InputError
 from motiontune.recipes import load_recipe, make_recipe
 from motiontune.recipes.base import Recipe, read_recipe_json
 from motiontune.training.trainer import Trainer, TrainConfig, TrainResult
@@ -139,22 +141,30 @@ def train(
     The learning rate is ``learning_rate`` when given, else the recipe's (``recipe_settings`` or a
     ``Recipe`` object), else the model folder's ``default_learning_rate`` when it has one, else the
     recipe's default."""
-    spec = spec or load_backbone(backbone, family=family, device=device or default_device(), dtype=resolve_dtype(dtype))
-    f0, h0, w0 = spec.default_size
-    num_frames, height, width = num_frames or f0, height or h0, width or w0
-    data = prepare_training_data(spec, videos, captions, num_frames, height, width, images, image_captions, frame_sampling, frame_stride)
+    # every setting, input path and the output folder is checked before the model loads
     rec = recipe if isinstance(recipe, Recipe) else make_recipe(recipe, **(recipe_settings or {}))
     if "steps" not in train_settings and rec.default_steps is not None:
         train_settings["steps"] = rec.default_steps  # the recipe's own default (its authors' setting)
-    if spec.default_learning_rate is not None and "learning_rate" not in train_settings \
-            and not isinstance(recipe, Recipe) and "learning_rate" not in (recipe_settings or {}):
-        # the model folder's recommendation (the tiny toy model needs a larger step than real models)
-        train_settings["learning_rate"] = spec.default_learning_rate
     known = {f.name for f in fields(TrainConfig)}
     unknown = sorted(set(train_settings) - known)
     if unknown:
         raise ConfigError(f"unknown training setting(s): {', '.join(unknown)}")
     config = TrainConfig(output_dir=output_dir, **train_settings)
+    for name, value in (("num_frames", num_frames), ("height", height), ("width", width)):
+        number(name, value, 1, MAX_SIZE, integer=True, optional=True)
+    number("frame_stride", frame_stride, 1, MAX_SIZE, integer=True, optional=True)
+    for path in [*_as_list(videos), *_as_list(images)]:
+        if isinstance(path, (str, os.PathLike)) and not os.path.exists(path):
+            raise InputError(f"{path}: no such file or folder")
+    check_output_folder(output_dir)
+    spec = spec or load_backbone(backbone, family=family, device=device or default_device(), dtype=resolve_dtype(dtype))
+    if spec.default_learning_rate is not None and "learning_rate" not in train_settings \
+            and not isinstance(recipe, Recipe) and "learning_rate" not in (recipe_settings or {}):
+        # the model folder's recommendation (the tiny toy model needs a larger step than real models)
+        config = dataclasses.replace(config, learning_rate=spec.default_learning_rate)
+    f0, h0, w0 = spec.default_size
+    num_frames, height, width = num_frames or f0, height or h0, width or w0
+    data = prepare_training_data(spec, videos, captions, num_frames, height, width, images, image_captions, frame_sampling, frame_stride)
     metadata = {
         "size": [num_frames, height, width],
         "references": {"videos": [s.source for s in data.videos], "captions": [s.caption for s in data.videos],
@@ -162,6 +172,19 @@ def train(
         "sampling": {"num_inference_steps": spec.default_steps, "guidance_scale": spec.default_guidance, **(sampling_defaults or {})},
     }
     return Trainer(spec, rec, data, config, metadata).train()
+
+
+def check_output_folder(path: str) -> None:
+    """Refuse an output folder that is a file, lies under a file, or cannot be written (ConfigError)."""
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise ConfigError(f"{path}: the output folder exists and is not a folder")
+    existing = os.path.abspath(path)
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        raise ConfigError(f"{path}: cannot be an output folder ({existing} is a file)")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(f"{path}: the output folder is not writable ({existing}: permission denied)")
 
 
 @dataclass
@@ -201,6 +224,9 @@ def generate(
     bad = [f for f in formats if f not in VIDEO_FORMATS]
     if bad:
         raise ConfigError(f"unknown output format(s) {bad}; choose from {', '.join(VIDEO_FORMATS)}")
+    # the settings are checked before any model loads
+    SamplingConfig(steps, guidance, num_frames, height, width, negative_prompt, seed, batch_size)
+    number("adapter_scale", adapter_scale, -MAX_SCALE, MAX_SCALE, optional=True)
     meta: dict[str, Any] = {}
     if spec is None:
         spec, recipe, meta = load(backbone, adapter, family, device, dtype)

@@ -72,7 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--attention", help="comma list of attention kinds: spatial,temporal,joint,cross")
     t.add_argument("--set", action="append", metavar="KEY=VALUE", help="any other recipe setting; repeatable")
     t.add_argument("--checkpoint-every", type=int)
-    t.add_argument("--no-resume", action="store_true", help="start over even if checkpoints exist")
+    t.add_argument("--no-resume", action="store_true", help="start over even if checkpoints exist (a saved adapter is replaced only when the new run finishes)")
     t.add_argument("--cache-dir", help="on-disk cache of latents and prompt embeddings")
     t.add_argument("--tensorboard", action="store_true")
     t.add_argument("--validation-prompt", action="append")
@@ -180,11 +180,7 @@ def run_train(s: dict[str, Any]) -> int:
     vp = s.pop("validation_prompt", None)
     if vp:
         train_settings["validation_prompts"] = csv_list(vp) if isinstance(vp, str) else list(vp)
-    result = api.train(
-        backbone,
-        videos=videos or [],
-        captions=captions or [],
-        output_dir=output,
+    kwargs = dict(
         recipe=s.pop("recipe", "lora"),
         family=s.pop("family", None),
         images=s.pop("image", None),
@@ -196,11 +192,11 @@ def run_train(s: dict[str, Any]) -> int:
         frame_stride=s.pop("frame_stride", None),
         device=s.pop("device", None),
         dtype=s.pop("dtype", "fp32"),
-        recipe_settings=recipe_settings,
-        **train_settings,
     )
-    if s:
+    if s:  # before any work: a misspelt key in a --config file
         raise ConfigError(f"unknown setting(s) for train: {', '.join(sorted(s))}")
+    result = api.train(backbone, videos=videos or [], captions=captions or [], output_dir=output,
+                       recipe_settings=recipe_settings, **kwargs, **train_settings)
     print(f"trained {result.steps} steps in {result.seconds:.1f}s (final loss {result.final_loss:.4f}); adapter written to {result.output_dir}")
     return 0
 
@@ -216,8 +212,7 @@ def run_generate(s: dict[str, Any]) -> int:
     out = s.pop("output", "outputs")
     formats = csv_list(s.pop("format", "mp4"))
     quiet = s.pop("quiet", False)
-    result = api.generate(
-        prompts if isinstance(prompts, list) else [prompts],
+    kwargs = dict(
         adapter=s.pop("adapter", None), backbone=s.pop("backbone", None), family=s.pop("family", None),
         output_dir=out, formats=formats, num_frames=s.pop("num_frames", None), height=s.pop("height", None),
         width=s.pop("width", None), steps=s.pop("steps", None), guidance=s.pop("guidance", None),
@@ -225,8 +220,9 @@ def run_generate(s: dict[str, Any]) -> int:
         batch_size=s.pop("batch_size", 4), device=s.pop("device", None), dtype=s.pop("dtype", "fp32"), progress=not quiet,
         noise_prior=s.pop("noise_prior", None),
     )
-    if s:
+    if s:  # before any work: a misspelt key in a --config file
         raise ConfigError(f"unknown setting(s) for generate: {', '.join(sorted(s))}")
+    result = api.generate(prompts if isinstance(prompts, list) else [prompts], **kwargs)
     for p in result.paths:
         print(p)
     return 0

@@ -19,3 +19,7 @@ class ConfigError(MotiontuneError):
 
 class ModelLoadError(MotiontuneError):
     """A backbone or adapter cannot be loaded from the given id or folder."""
+
+
+class TrainingDiverged(MotiontuneError):
+    """Training produced a NaN or infinite loss or weights (nothing of it is saved)."""

@@ -59,7 +59,8 @@ def test_train_then_generate(tiny_model_dir, reference, tmp_path, capsys):
     [
         (["train", "--video", "x.mp4", "--caption", "c", "--output", "o"], "needs --backbone"),
         (["generate", "--prompt", "x"], "needs --adapter"),
-        (["train", "--backbone", "nonexistent/dir/model", "--video", "a.mp4", "--caption", "c", "--output", "o"], "no such model folder"),
+        (["train", "--backbone", "nonexistent/dir/model", "--video", __file__, "--caption", "c", "--output", "o"], "no such model folder"),
+        (["train", "--backbone", "nonexistent/dir/model", "--video", "a.mp4", "--caption", "c", "--output", "o"], "a.mp4: no such file"),
         (["train", "--bogus"], "unrecognized arguments"),
         (["train", "--config", "/no/such.yaml"], "config file not found"),
     ],

@@ -17,6 +17,7 @@ import torch
 from tqdm.auto import tqdm
 
 from motiontune.backbones.base import cat_conditioning
+from motiontune.checks import MAX_BATCH, MAX_GUIDANCE, MAX_SAMPLING_STEPS, MAX_SEED, MAX_SIZE, number
 from motiontune.errors import ConfigError
 from motiontune.hooks.call import DenoiserCall, denoiser_call, eval_mode
 
@@ -36,6 +37,16 @@ class SamplingConfig:
     seed: int = 0
     #: how many prompts go through the denoiser together
     batch_size: int = 4
+
+    def __post_init__(self) -> None:
+        # None: the backbone's (or the adapter's) default, filled in by resolved()
+        self.num_inference_steps = number("num_inference_steps (--steps)", self.num_inference_steps, 1, MAX_SAMPLING_STEPS,
+                                          integer=True, optional=True)
+        self.guidance_scale = number("guidance_scale (--guidance)", self.guidance_scale, 0, MAX_GUIDANCE, optional=True)
+        for name in ("num_frames", "height", "width"):
+            setattr(self, name, number(name, getattr(self, name), 1, MAX_SIZE, integer=True, optional=True))
+        self.seed = number("seed", self.seed, 0, MAX_SEED, integer=True)
+        self.batch_size = number("batch_size", self.batch_size, 1, MAX_BATCH, integer=True)
 
     def resolved(self, spec: "BackboneSpec") -> "SamplingConfig":
         f, h, w = spec.default_size

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import importlib
+import os
 from typing import Any
 
-from motiontune.errors import ConfigError
+import torch
+
+from motiontune.errors import ConfigError, ModelLoadError
 from motiontune.recipes.base import Recipe, RecipeConfig, read_recipe_json
 
 _RECIPES: dict[str, str] = {
@@ -42,7 +45,25 @@ def load_recipe(folder: str, spec: Any) -> Recipe:
     recipe.prepare_load(info, folder)
     recipe.apply(spec)
     recipe.load_weights(folder)
+    bad = [k for k, v in recipe.named_trainable().items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad:
+        raise ModelLoadError(f"{_non_finite_file(folder)}: the adapter's weights hold NaN or infinite values (e.g. {bad[0]}); "
+                             f"the run that wrote them diverged")
     return recipe
+
+
+def _non_finite_file(folder: str) -> str:
+    """The first weights file in ``folder`` holding NaN or infinity (else the folder)."""
+    from safetensors import safe_open
+
+    for name in sorted(os.listdir(folder)):
+        if name.endswith(".safetensors"):
+            with safe_open(os.path.join(folder, name), "pt") as fh:
+                for key in fh.keys():
+                    t = fh.get_tensor(key)
+                    if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+                        return os.path.join(folder, name)
+    return folder
 
 
 __all__ = ["Recipe", "RecipeConfig", "get_recipe_class", "load_recipe", "make_recipe", "recipe_names", "register_recipe"]

@@ -27,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import math
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -34,6 +35,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 
+from motiontune.checks import MAX_LEARNING_RATE, MAX_RANK, MAX_SCALE, number
 from motiontune.diffusion.schedules import TimestepRange
 from motiontune.errors import ConfigError
 from motiontune.losses import diffusion_loss
@@ -64,6 +66,21 @@ class RecipeConfig:
     def __post_init__(self) -> None:
         self.train_timesteps = TimestepRange.parse(self.train_timesteps)
         self.infer_timesteps = TimestepRange.parse(self.infer_timesteps)
+        self.scale = number("scale", self.scale, -MAX_SCALE, MAX_SCALE)
+        self.learning_rate = number("learning_rate (--lr)", self.learning_rate, 0, MAX_LEARNING_RATE, low_open=True, optional=True)
+        self.weight_decay = number("weight_decay", self.weight_decay, 0)
+        # settings several recipes share, checked wherever a recipe has them
+        if hasattr(self, "rank"):
+            self.rank = number("rank", self.rank, 1, MAX_RANK, integer=True)
+        if hasattr(self, "alpha"):
+            self.alpha = number("alpha", self.alpha, 0, low_open=True, optional=True)
+        if hasattr(self, "dropout"):
+            self.dropout = number("dropout", self.dropout, 0, 1)
+        for f in dataclasses.fields(self):  # any other number: finite, and no bool for a number
+            value = getattr(self, f.name)
+            numeric = any(t in str(f.type) for t in ("int", "float")) and "bool" not in str(f.type)
+            if (numeric and isinstance(value, bool)) or (isinstance(value, float) and not math.isfinite(value)):
+                raise ConfigError(f"{f.name} must be a finite number (got {value!r})")
 
     def to_dict(self) -> dict[str, Any]:
         out = {}

@@ -41,7 +41,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from motiontune.data.dataset import DataSource, Sample
+from motiontune.data.dataset import DataSource, Sample, content_key
 from motiontune.errors import ConfigError
 from motiontune.toyworld.render import background_image, render, shape_contrast, video_to_tensor
 from motiontune.toyworld.world import BACKGROUNDS, COLORS, SHAPES, VOCABULARY, caption, sample_scene
@@ -566,6 +566,13 @@ class LatentBank(DataSource):
                                         (blur_name, blur, self.blurred, "blurred latents")):
             if value > 0 and maps is None:
                 raise ConfigError(f"{name}={value} needs {what} in the latent bank; {work}/bank.safetensors has none (delete it to rebuild)")
+
+    def fingerprint(self) -> str:
+        """The bank in a run's fingerprint: its captions, the latents' shape and this source's settings
+        (not the latents' values, which a bank rebuilt on another machine may change in the last bits)."""
+        return content_key("latent-bank", self.captions, list(self.latents.shape), self.caption_dropout, self.fg_weight,
+                           self.shape_weight, self.swap, list(self.swap_levels), self.short_fraction, self.short_frames,
+                           self.blur, list(self.blur_levels))
 
     def _weight(self, i: int) -> torch.Tensor | None:
         if self.fg_weight <= 0 and self.shape_weight <= 0:

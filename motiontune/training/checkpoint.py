@@ -4,7 +4,12 @@ A checkpoint is a folder ``checkpoints/step-000100`` holding ``adapter.safetenso
 ``optimizer.safetensors`` (every tensor of the optimizer state, flattened) and ``state.json``
 (step, optimizer hyper-parameters and scalar state). It is written into a temporary folder and
 renamed into place, so a crash mid-write leaves the previous checkpoints untouched and never a
-half-written one under a final name.
+half-written one under a final name; what a killed run leaves behind is removed when the next run
+starts (:func:`clean_leftovers`). Non-finite adapter weights are never written.
+
+A run that does not go on from a checkpoint of its output folder, while that folder holds a saved
+run, trains in a folder beside it (``.NAME.tmp-run``) that replaces the output folder only when the
+run ends (:func:`swap_in`), so a saved adapter is never lost to a run that fails or is killed.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from typing import Any
 
 import torch
 
-from motiontune.errors import ConfigError
+from motiontune.errors import ConfigError, TrainingDiverged
 from motiontune.utils.files import atomic_directory, load_tensors, save_tensors
 
 CHECKPOINT_RE = re.compile(r"^step-(\d{6,})$")
@@ -90,6 +95,7 @@ def save_checkpoint(
     root = os.path.join(folder, "checkpoints")
     final = os.path.join(root, f"step-{step:06d}")
     optimizers = optimizer if isinstance(optimizer, dict) else {"default": optimizer}
+    check_finite(adapter, f"checkpoint step {step}")
     opt_tensors, opt_meta = optimizers_to_tensors(optimizers)
     with atomic_directory(final) as tmp:
         save_tensors(adapter, os.path.join(tmp, "adapter.safetensors"))
@@ -136,3 +142,68 @@ def load_checkpoint(path: str) -> tuple[int, dict[str, torch.Tensor], dict[str, 
     adapter = load_tensors(os.path.join(path, "adapter.safetensors"))
     opt = load_tensors(os.path.join(path, "optimizer.safetensors"))
     return int(state["step"]), adapter, opt, state
+
+
+def check_finite(tensors: dict[str, torch.Tensor], what: str) -> None:
+    """Refuse (TrainingDiverged) tensors holding NaN or infinity, naming the first such tensor."""
+    for name, t in tensors.items():
+        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            raise TrainingDiverged(f"{what}: weight {name} holds NaN or infinite values; not saved")
+
+
+#: what a run writes into its output folder; other entries of a replaced folder are kept (see :func:`retire`)
+RUN_OUTPUTS = ("checkpoints", "validation", "motiontune.json")
+
+
+def staging_paths(folder: str) -> tuple[str, str]:
+    """The folder a run trains in beside ``folder`` when it must not write over it, and the name
+    ``folder`` takes while the finished run moves in."""
+    parent, name = os.path.split(os.path.abspath(folder))
+    return os.path.join(parent, f".{name}.tmp-run"), os.path.join(parent, f".{name}.old-run")
+
+
+def holds_run(folder: str) -> bool:
+    """Whether ``folder`` holds a saved adapter or checkpoints."""
+    return os.path.isfile(os.path.join(folder, "motiontune.json")) or bool(list_checkpoints(folder))
+
+
+def retire(old: str, folder: str) -> None:
+    """Delete the replaced output folder ``old``, first moving into ``folder`` the entries that are
+    not a run's outputs (e.g. a cache or the user's own files) and that ``folder`` lacks."""
+    for name in os.listdir(old):
+        if name in RUN_OUTPUTS or name.endswith(".safetensors") or os.path.exists(os.path.join(folder, name)):
+            continue
+        os.replace(os.path.join(old, name), os.path.join(folder, name))
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def swap_in(staging: str, folder: str) -> None:
+    """Put the finished run of ``staging`` in the place of ``folder``."""
+    old = staging_paths(folder)[1]
+    os.replace(folder, old)
+    os.replace(staging, folder)
+    retire(old, folder)
+
+
+def clean_leftovers(folder: str) -> list[str]:
+    """Remove what killed runs left in and beside ``folder``: checkpoints half written (``.tmp-step-*``)
+    or moved aside (``.old-step-*``), temporary files of atomic writes (``.tmp-*``) and the folder of a
+    run that did not finish; a folder swap cut short is completed. Returns the paths removed."""
+    staging, old = staging_paths(folder)
+    if os.path.isdir(old):
+        if not os.path.exists(folder):  # killed between the two renames of swap_in: finish it
+            os.replace(staging if os.path.isdir(staging) else old, folder)
+        if os.path.isdir(old):
+            retire(old, folder)
+    removed = [staging] if os.path.exists(staging) else []
+    for root, prefixes in ((folder, (".tmp-",)), (os.path.join(folder, "checkpoints"), (".tmp-", ".old-"))):
+        if os.path.isdir(root):
+            removed += [os.path.join(root, n) for n in os.listdir(root) if n.startswith(prefixes)]
+    lora_tmp = os.path.abspath(folder) + ".lora-tmp"  # save_lora_for_diffusers' folder beside the adapter
+    removed += [lora_tmp] if os.path.isdir(lora_tmp) else []
+    for path in removed:
+        if os.path.isdir(path):
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            os.remove(path)
+    return removed

@@ -17,8 +17,10 @@ identical weights.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
+import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -26,21 +28,35 @@ from typing import TYPE_CHECKING, Any
 import torch
 from tqdm.auto import tqdm
 
-from motiontune.data.dataset import LatentCache, Sample, TrainingData
-from motiontune.errors import ConfigError
+from motiontune.checks import MAX_BATCH, MAX_LEARNING_RATE, MAX_SAMPLING_STEPS, MAX_SEED, MAX_STEPS, number
+from motiontune.data.dataset import LatentCache, Sample, TrainingData, content_key
+from motiontune.errors import ConfigError, TrainingDiverged
 from motiontune.hooks.call import DenoiserCall, denoiser_call
 from motiontune.recipes.base import LossContext
 from motiontune.training.checkpoint import (
+    check_finite,
+    clean_leftovers,
+    holds_run,
     latest_checkpoint,
     load_checkpoint,
     optimizers_from_tensors,
     save_checkpoint,
+    staging_paths,
+    swap_in,
 )
 from motiontune.training.plan import BUILTIN_POOLS, Pass, StageSpan, check_pass, layout_stages, stage_at, stage_summary
 
 if TYPE_CHECKING:
     from motiontune.backbones.base import BackboneSpec
     from motiontune.recipes.base import Recipe
+
+log = logging.getLogger("motiontune")
+
+#: TrainConfig settings that change the weights a run ends with, part of its fingerprint (progress,
+#: logging, checkpoint cadence, stop_at, paths, compile and gradient checkpointing do not change them)
+RESULT_SETTINGS = ("learning_rate", "batch_size", "gradient_accumulation_steps", "mixed_precision", "seed",
+                   "timestep_distribution", "logit_mean", "logit_std", "train_shift", "timestep_phases",
+                   "warmup_steps", "lr_schedule", "min_lr_ratio", "max_grad_norm")
 
 
 @dataclass
@@ -87,33 +103,38 @@ class TrainConfig:
     progress: bool = True
 
     def __post_init__(self) -> None:
-        if self.steps < 1:
-            raise ConfigError(f"steps must be >= 1 (got {self.steps})")
-        if self.stop_at is not None and not 1 <= self.stop_at <= self.steps:
-            raise ConfigError(f"stop_at must lie in [1, steps={self.steps}] (got {self.stop_at})")
-        if self.batch_size < 1 or self.gradient_accumulation_steps < 1:
-            raise ConfigError("batch_size and gradient_accumulation_steps must be >= 1")
+        self.steps = number("steps", self.steps, 1, MAX_STEPS, integer=True)
+        self.stop_at = number("stop_at", self.stop_at, 1, self.steps, integer=True, optional=True)
+        self.learning_rate = number("learning_rate (--lr)", self.learning_rate, 0, MAX_LEARNING_RATE, low_open=True, optional=True)
+        self.batch_size = number("batch_size", self.batch_size, 1, MAX_BATCH, integer=True)
+        self.gradient_accumulation_steps = number("gradient_accumulation_steps", self.gradient_accumulation_steps, 1, MAX_BATCH, integer=True)
+        self.seed = number("seed", self.seed, 0, MAX_SEED, integer=True)
+        for name in ("checkpoint_every", "warmup_steps", "keep_checkpoints", "log_every", "validation_every"):
+            setattr(self, name, number(name, getattr(self, name), 0, MAX_STEPS, integer=True))
+        self.validation_steps = number("validation_steps", self.validation_steps, 1, MAX_SAMPLING_STEPS, integer=True)
+        self.logit_mean = number("logit_mean", self.logit_mean)
+        self.logit_std = number("logit_std", self.logit_std, 0, low_open=True)
+        self.max_grad_norm = number("max_grad_norm", self.max_grad_norm, 0)
+        self.min_lr_ratio = number("min_lr_ratio", self.min_lr_ratio, 0, 1)
+        self.train_shift = number("train_shift", self.train_shift, 0, low_open=True)
         if self.mixed_precision not in ("no", "bf16", "fp16"):
             raise ConfigError(f"mixed_precision must be no, bf16 or fp16 (got {self.mixed_precision!r})")
         if self.timestep_distribution not in ("uniform", "logit_normal"):
             raise ConfigError(f"timestep_distribution must be uniform or logit_normal (got {self.timestep_distribution!r})")
         if self.lr_schedule not in ("constant", "cosine"):
             raise ConfigError(f"lr_schedule must be constant or cosine (got {self.lr_schedule!r})")
-        if not 0.0 <= self.min_lr_ratio <= 1.0:
-            raise ConfigError(f"min_lr_ratio must lie in [0, 1] (got {self.min_lr_ratio})")
-        if self.train_shift <= 0:
-            raise ConfigError(f"train_shift must be > 0 (got {self.train_shift})")
         known = {"from_step", "distribution", "shift", "logit_mean", "logit_std"}
         previous = 0
         for phase in self.timestep_phases:
             if not isinstance(phase, dict) or "from_step" not in phase or set(phase) - known:
                 raise ConfigError(f"timestep phase {phase!r}: expected a mapping with from_step and any of {sorted(known - {'from_step'})}")
-            if not isinstance(phase["from_step"], int) or phase["from_step"] <= previous:
+            if isinstance(phase["from_step"], bool) or not isinstance(phase["from_step"], int) or phase["from_step"] <= previous:
                 raise ConfigError(f"timestep phase {phase!r}: from_step must be an integer above the previous phase's ({previous})")
             if phase.get("distribution", "uniform") not in ("uniform", "logit_normal"):
                 raise ConfigError(f"timestep phase {phase!r}: distribution must be uniform or logit_normal")
-            if float(phase.get("shift", 1.0)) <= 0:
-                raise ConfigError(f"timestep phase {phase!r}: shift must be > 0")
+            shift = phase.get("shift", 1.0)
+            if isinstance(shift, bool) or not isinstance(shift, (int, float)) or not (math.isfinite(shift) and shift > 0):
+                raise ConfigError(f"timestep phase {phase!r}: shift must be > 0 and finite")
             previous = phase["from_step"]
 
     def timestep_settings(self, step: int) -> dict[str, Any]:
@@ -176,6 +197,9 @@ class Trainer:
         self.seconds_before: float | None = 0.0
         self._began: float | None = None
         self.metadata = metadata or {}
+        #: where this run writes: the output folder, or a folder beside it (see train())
+        self.run_dir = config.output_dir
+        self._fingerprint: dict[str, Any] | None = None
         log_with = "tensorboard" if config.tensorboard else None
         cpu = spec.device.type == "cpu"
         self.accelerator = Accelerator(
@@ -432,6 +456,14 @@ class Trainer:
         if step > self.config.steps:
             raise ConfigError(f"{path} is step {step}, past this run's steps={self.config.steps}: "
                               f"set steps to {step} or more, or train into another output folder")
+        saved = state.get("fingerprint")
+        if saved is None:
+            log.warning("%s has no run fingerprint (an older checkpoint): resuming it as this run", path)
+        else:
+            differ = _differences(saved, _normalized(self.fingerprint()))
+            if differ:
+                raise ConfigError(f"{self.config.output_dir} holds checkpoints of another run ({', '.join(differ)} differ): "
+                                  f"pick another output folder, or pass --no-resume (resume=False) to start over")
         self.recipe.load_state_dict(adapter)
         optimizers_from_tensors(self.optimizers, opt_tensors, state["optimizer"])
         saved = state.get("base_lrs")
@@ -450,13 +482,29 @@ class Trainer:
     def _write_checkpoint(self, step: int) -> None:
         base_lrs: Any = self.base_lrs["default"] if list(self.base_lrs) == ["default"] else self.base_lrs
         save_checkpoint(
-            self.config.output_dir,
+            self.run_dir,
             step,
             self.recipe.state_dict(),
             self.optimizers,
-            {"base_lrs": base_lrs, "recipe": self.recipe.name, "seconds": self._total_seconds()},
+            {"base_lrs": base_lrs, "recipe": self.recipe.name, "seconds": self._total_seconds(), "fingerprint": self.fingerprint()},
             keep=self.config.keep_checkpoints,
         )
+
+    def fingerprint(self) -> dict[str, Any]:
+        """What makes a checkpoint this run's: the recipe and its settings, the backbone, the training
+        data and the settings that change the result (:data:`RESULT_SETTINGS`; ``steps`` only with a
+        cosine schedule, whose pace they set: a constant-rate run may be resumed with more steps)."""
+        if self._fingerprint is None:
+            cfg = self.config
+            settings = {k: getattr(cfg, k) for k in RESULT_SETTINGS}
+            settings["steps"] = cfg.steps if cfg.lr_schedule == "cosine" else None
+            self._fingerprint = {
+                "recipe": {"name": self.recipe.name, "config": self.recipe.config.to_dict()},
+                "backbone": backbone_identity(self.spec),
+                "data": data_fingerprint(self.data),
+                "settings": settings,
+            }
+        return self._fingerprint
 
     def _validate(self, step: int) -> None:
         if not (self.accelerator.is_main_process and self.config.validation_prompts):
@@ -468,7 +516,7 @@ class Trainer:
         f, h, w = self.metadata.get("size", self.spec.default_size)
         cfg = SamplingConfig(num_inference_steps=self.config.validation_steps, num_frames=f, height=h, width=w, seed=self.config.seed)
         videos = generate(self.spec, list(self.config.validation_prompts), self.recipe, cfg, progress=False, phase="validation")
-        folder = os.path.join(self.config.output_dir, "validation", f"step-{step:06d}")
+        folder = os.path.join(self.run_dir, "validation", f"step-{step:06d}")
         for i, v in enumerate(videos):
             write_video(v, os.path.join(folder, f"{i:02d}.mp4"), fps=self.spec.default_fps)
         self.spec.denoiser.train()
@@ -480,8 +528,42 @@ class Trainer:
 
     def train(self) -> TrainResult:
         cfg = self.config
+        main = self.accelerator.is_main_process
+        if main:
+            clean_leftovers(cfg.output_dir)
+        self.accelerator.wait_for_everyone()
         os.makedirs(cfg.output_dir, exist_ok=True)
         start = self._resume()
+        # a run that does not go on from a checkpoint never writes over a saved run: it trains in a
+        # folder beside the output folder, which takes the output folder's place when the run ends
+        staged = start == 0 and holds_run(cfg.output_dir)
+        if staged:
+            self.run_dir = staging_paths(cfg.output_dir)[0]
+            if main:
+                os.makedirs(self.run_dir)
+            project = self.accelerator.project_configuration
+            project.project_dir = project.logging_dir = self.run_dir
+        try:
+            result = self._train(start)
+        except BaseException:
+            if staged and main:
+                shutil.rmtree(self.run_dir, ignore_errors=True)
+            raise
+        if staged and main:
+            swap_in(self.run_dir, cfg.output_dir)
+            self.run_dir = cfg.output_dir
+        self.accelerator.wait_for_everyone()
+        return result
+
+    def _check_finite(self, step: int, loss: float) -> None:
+        if not math.isfinite(loss):
+            raise TrainingDiverged(f"training diverged at step {step + 1}: the loss is {loss}; nothing of this step is saved (try a lower learning rate)")
+        if not bool(torch.stack([torch.isfinite(p).all() for p in self.params]).all()):
+            raise TrainingDiverged(f"training diverged at step {step + 1}: trainable weights became NaN or infinite; "
+                                   f"nothing of this step is saved (try a lower learning rate)")
+
+    def _train(self, start: int) -> TrainResult:
+        cfg = self.config
         if cfg.tensorboard:
             self.accelerator.init_trackers("motiontune", config={k: v for k, v in asdict(cfg).items() if isinstance(v, (int, float, str, bool))})
         losses: list[float] = []
@@ -494,6 +576,7 @@ class Trainer:
         end = cfg.steps if cfg.stop_at is None else max(start, cfg.stop_at)
         for step in range(start, end):
             loss, parts = self.train_step(step)
+            self._check_finite(step, loss)
             losses.append(loss)
             bar.update(1)
             bar.set_postfix(loss=f"{loss:.4f}")
@@ -527,7 +610,8 @@ class Trainer:
             "stages": stage_summary(self.spans),
             **self.metadata,
         }
-        self.recipe.save(self.config.output_dir, meta)
+        check_finite(self.recipe.state_dict(), f"{self.config.output_dir}: the final adapter")
+        self.recipe.save(self.run_dir, meta)
         # the final adapter is also a complete checkpoint, so a finished run resumes as finished
         self._write_checkpoint(self.config.steps)
 
@@ -535,6 +619,38 @@ class Trainer:
     def read_metadata(folder: str) -> dict[str, Any]:
         with open(os.path.join(folder, "motiontune.json"), encoding="utf-8") as fh:
             return json.load(fh)
+
+
+def backbone_identity(spec: "BackboneSpec") -> dict[str, Any]:
+    """The backbone in a run's fingerprint: its family, its hub id (None for a local folder, so that
+    a folder may move) and a hash of its denoiser's configuration."""
+    config = getattr(spec.denoiser, "config", None) or {}
+    config = {k: v for k, v in dict(config).items() if not str(k).startswith("_")}
+    return {"family": spec.family, "model": None if os.path.isdir(spec.source) else spec.source, "denoiser": content_key(config)}
+
+
+def data_fingerprint(data: Any) -> str | None:
+    """A hash of the training data: a source's own ``fingerprint()`` when it has one, else, for
+    :class:`TrainingData`, the content of its samples (pixels or latents, captions, loss weights; not
+    the file names); None (data left out of the fingerprint) for a source that offers none."""
+    own = getattr(data, "fingerprint", None)
+    if callable(own):
+        return own()
+    if isinstance(data, TrainingData):
+        return content_key(*[x for s in [*data.videos, *data.images] for x in (s.kind, s.caption, s.pixels, s.latents, s.loss_weight)])
+    return None
+
+
+def _normalized(value: Any) -> Any:
+    """``value`` as it reads back from a checkpoint's state.json."""
+    return json.loads(json.dumps(value, default=str))
+
+
+def _differences(saved: Any, current: Any, prefix: str = "") -> list[str]:
+    """Dotted names of the entries that differ between two fingerprints."""
+    if isinstance(saved, dict) and isinstance(current, dict):
+        return [d for k in sorted(set(saved) | set(current)) for d in _differences(saved.get(k), current.get(k), f"{prefix}{k}.")]
+    return [] if saved == current else [prefix.rstrip(".") or "fingerprint"]
 
 
 def usable_frames(n: int, rule: Any) -> int:
