@@ -26,6 +26,7 @@ from motiontune.errors import ConfigError, InputError
 from motiontune.recipes import load_recipe, make_recipe
 from motiontune.recipes.base import Recipe, read_recipe_json
 from motiontune.training.trainer import Trainer, TrainConfig, TrainResult
+from motiontune.utils.files import check_can_write_in
 
 DTYPES = {"fp32": torch.float32, "float32": torch.float32, "bf16": torch.bfloat16, "bfloat16": torch.bfloat16, "fp16": torch.float16, "float16": torch.float16}
 VIDEO_FORMATS = ("mp4", "gif", "png")
@@ -43,6 +44,25 @@ def default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+def resolve_device(device: str | None) -> str:
+    """``device`` checked to exist here (cpu, cuda, cuda:N, mps), or the default; ConfigError otherwise."""
+    if device is None:
+        return default_device()
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ConfigError(f"--device {device}: unknown device (use cpu, cuda, cuda:N or mps)") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"--device {device}: CUDA is not available on this machine (use --device cpu)")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise ConfigError(f"--device {device}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    if dev.type == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError(f"--device {device}: MPS is not available on this machine (use --device cpu)")
+    if dev.type not in ("cpu", "cuda", "mps"):
+        raise ConfigError(f"--device {device}: unsupported device (use cpu, cuda, cuda:N or mps)")
+    return str(dev)
+
+
 def load(
     backbone: str | None = None,
     adapter: str | None = None,
@@ -56,16 +76,25 @@ def load(
     Returns ``(spec, recipe or None, adapter metadata)``.
     """
     meta: dict[str, Any] = {}
+    device = resolve_device(device)
     if adapter is not None:
         meta = read_recipe_json(adapter)
-        recorded = meta.get("backbone", {})
+        recorded = meta.get("backbone") if isinstance(meta.get("backbone"), dict) else {}
+        if backbone is None or not _family_known(backbone):  # a given folder or alias keeps its own family
+            family = family or recorded.get("family")
         backbone = backbone or recorded.get("source")
-        family = family or recorded.get("family")
     if backbone is None:
         raise ConfigError("give a backbone (model id, alias, folder or 'toy') or an adapter folder")
-    spec = load_backbone(backbone, family=family, device=device or default_device(), dtype=resolve_dtype(dtype))
+    spec = load_backbone(backbone, family=family, device=device, dtype=resolve_dtype(dtype))
     recipe = load_recipe(adapter, spec) if adapter is not None else None
     return spec, recipe, meta
+
+
+def _family_known(backbone: str) -> bool:
+    """Whether the family of ``backbone`` shows without a hint: a local folder or an alias."""
+    from motiontune.backbones import all_aliases, model_aliases
+
+    return os.path.isdir(backbone) or backbone in model_aliases() or backbone in all_aliases()
 
 
 def _as_list(x: Any) -> list:
@@ -157,7 +186,7 @@ def train(
         if isinstance(path, (str, os.PathLike)) and not os.path.exists(path):
             raise InputError(f"{path}: no such file or folder")
     check_output_folder(output_dir)
-    spec = spec or load_backbone(backbone, family=family, device=device or default_device(), dtype=resolve_dtype(dtype))
+    spec = spec or load_backbone(backbone, family=family, device=resolve_device(device), dtype=resolve_dtype(dtype))
     if spec.default_learning_rate is not None and "learning_rate" not in train_settings \
             and not isinstance(recipe, Recipe) and "learning_rate" not in (recipe_settings or {}):
         # the model folder's recommendation (the tiny toy model needs a larger step than real models)
@@ -185,6 +214,7 @@ def check_output_folder(path: str) -> None:
         raise ConfigError(f"{path}: cannot be an output folder ({existing} is a file)")
     if not os.access(existing, os.W_OK | os.X_OK):
         raise ConfigError(f"{path}: the output folder is not writable ({existing}: permission denied)")
+    check_can_write_in(existing, path)  # what access() misses: /sys and the like, for root too
 
 
 @dataclass
@@ -227,6 +257,8 @@ def generate(
     # the settings are checked before any model loads
     SamplingConfig(steps, guidance, num_frames, height, width, negative_prompt, seed, batch_size)
     number("adapter_scale", adapter_scale, -MAX_SCALE, MAX_SCALE, optional=True)
+    if output_dir:
+        check_output_folder(output_dir)
     meta: dict[str, Any] = {}
     if spec is None:
         spec, recipe, meta = load(backbone, adapter, family, device, dtype)

@@ -112,9 +112,10 @@ def load_yaml_config(path: str) -> dict[str, Any]:
 
     if not os.path.isfile(path):
         raise ConfigError(f"{path}: config file not found")
+    from motiontune.utils.files import read_text
+
     try:
-        with open(path, encoding="utf-8") as fh:
-            data = yaml.safe_load(fh) or {}
+        data = yaml.safe_load(read_text(path)) or {}
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: invalid YAML ({str(exc).splitlines()[0]})") from exc
     if not isinstance(data, dict):
@@ -272,6 +273,7 @@ def main(argv: list[str] | None = None) -> int:
             return run_list(args.what)
         settings = merged_settings(args)
         settings.pop("version", None)
+        _check_text_options(settings)
         if args.command == "train":
             return run_train(settings)
         if args.command == "generate":
@@ -283,6 +285,21 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("motiontune: interrupted", file=sys.stderr)
         return 130
+
+
+TEXT_OPTIONS = ("prompt", "negative_prompt", "caption", "image_caption", "validation_prompt")
+
+
+def _check_text_options(settings: dict[str, Any]) -> None:
+    """Refuse a caption or prompt holding bytes that are not UTF-8 (Python keeps them as lone surrogates)."""
+    for key in TEXT_OPTIONS:
+        values = settings.get(key)
+        for value in values if isinstance(values, list) else [values]:
+            if isinstance(value, str):
+                try:
+                    value.encode("utf-8")
+                except UnicodeEncodeError:
+                    raise ConfigError(f"--{key.replace('_', '-')}: not valid UTF-8 text (give the text in UTF-8)") from None
 
 
 def _load_extra_commands() -> None:

@@ -337,8 +337,12 @@ def prepare_video(
     """
     check_frame_count(num_frames, frame_rule)
     _check_sampling_args(num_frames, stride, start, sampling)
-    clip = _load_clip(source, _decode_limit(num_frames, stride, start, sampling))
-    sampled = sample_frames(clip, num_frames, stride, start, sampling, allow_repeat)
+    if isinstance(source, (VideoClip, np.ndarray, torch.Tensor)):
+        sampled = sample_frames(_load_clip(source), num_frames, stride, start, sampling, allow_repeat)
+    else:  # a file or folder: only the sampled frames are decoded and kept
+        name = str(source)
+        sampled = read_video(source, select=lambda total: sample_indices(
+            total, num_frames, stride, start, sampling, allow_repeat, name)).frames
     resized = resize_and_crop(sampled, height, width, resize_mode)
     return _normalise(resized).permute(3, 0, 1, 2).contiguous()
 
@@ -362,17 +366,10 @@ def prepare_image(
     return _normalise(resized).permute(2, 0, 1).contiguous()
 
 
-def _load_clip(source: Any, max_frames: int | None) -> VideoClip:
+def _load_clip(source: VideoClip | np.ndarray | torch.Tensor) -> VideoClip:
     if isinstance(source, VideoClip):
         return source
-    if isinstance(source, (np.ndarray, torch.Tensor)):
-        return VideoClip(frames=to_uint8_frames(source), fps=0.0, path="clip")
-    return read_video(source, max_frames=max_frames)
-
-
-def _decode_limit(num_frames: int, stride: int | None, start: int, mode: str) -> int | None:
-    """How many leading frames sampling can use: all for "uniform", a prefix otherwise."""
-    return None if mode == "uniform" else _frames_needed(num_frames, stride, start, mode)
+    return VideoClip(frames=to_uint8_frames(source), fps=0.0, path="clip")
 
 
 def _normalise(frames: np.ndarray) -> torch.Tensor:

@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from fractions import Fraction
@@ -84,26 +85,31 @@ class VideoClip:
 # --------------------------------------------------------------------------------------------
 
 
-def read_video(path: PathLike, max_frames: int | None = None) -> VideoClip:
+def read_video(
+    path: PathLike,
+    max_frames: int | None = None,
+    select: Callable[[int], Sequence[int]] | None = None,
+) -> VideoClip:
     """Read a video file, an animated GIF or a folder of frames as a :class:`VideoClip`.
 
     ``max_frames`` stops decoding after that many frames (the start of the clip is kept).
-    Folders are read in natural order (``frame2`` before ``frame10``) at :data:`DEFAULT_FPS`.
+    ``select`` maps the clip's frame count to the indices of the frames to keep (in order,
+    repeats allowed); only those frames are converted and kept, so a long clip costs the memory
+    of the frames used. Folders are read in natural order (``frame2`` before ``frame10``) at
+    :data:`DEFAULT_FPS`. Pipes, sockets and devices are refused before they are opened.
     """
     if max_frames is not None and max_frames < 1:
         raise ConfigError(f"max_frames must be at least 1, got {max_frames}")
     name = str(path)
     p = Path(path)
-    if not p.exists():
-        raise InputError(f"{name}: file does not exist")
-    if p.is_dir():
-        frames, fps = _read_frame_folder(p, name, max_frames)
+    if _check_readable(p, name):
+        frames, fps = _read_frame_folder(p, name, max_frames, select)
     else:
         ext = p.suffix.lower()
         if ext in GIF_EXTENSIONS:
-            frames, fps = _read_gif(p, name, max_frames)
+            frames, fps = _read_gif(p, name, max_frames, select)
         elif ext in VIDEO_EXTENSIONS:
-            frames, fps = _read_video_file(p, name, max_frames)
+            frames, fps = _read_video_file(p, name, max_frames, select)
         else:
             raise InputError(
                 f"{name}: unsupported extension {ext or '(none)'!r} "
@@ -111,6 +117,45 @@ def read_video(path: PathLike, max_frames: int | None = None) -> VideoClip:
                 f"{_join(IMAGE_EXTENSIONS)} frames)"
             )
     return VideoClip(frames=frames, fps=fps, path=name)
+
+
+def _check_readable(p: Path, name: str) -> bool:
+    """Whether ``p`` is a folder (else a regular file); InputError for anything unreadable.
+
+    Nothing is opened: a FIFO would block until a writer appears.
+    """
+    try:
+        mode = p.stat().st_mode
+    except FileNotFoundError:
+        raise InputError(f"{name}: file does not exist") from None
+    except PermissionError:
+        raise InputError(f"{name}: permission denied") from None
+    is_dir = stat.S_ISDIR(mode)
+    if not is_dir and not stat.S_ISREG(mode):
+        raise InputError(f"{name}: not a regular file (a pipe, socket or device); give a video file or a folder of frames")
+    if not os.access(p, os.R_OK | (os.X_OK if is_dir else 0)):
+        raise InputError(f"{name}: permission denied")
+    return is_dir
+
+
+def _selection(select: Callable[[int], Sequence[int]] | None, total: int, name: str) -> list[int] | None:
+    """The indices ``select`` picks from ``total`` frames, checked to lie in the clip."""
+    if select is None:
+        return None
+    indices = [int(i) for i in select(total)]
+    if not indices or min(indices) < 0 or max(indices) >= total:
+        raise ConfigError(f"{name}: frame selection {indices[:4]}... outside the clip's {total} frames")
+    return indices
+
+
+def _pick(kept: dict[int, np.ndarray], indices: list[int] | None, name: str) -> list[np.ndarray]:
+    """The kept frames in the order of ``indices`` (all of them in decoding order if None)."""
+    if indices is None:
+        return list(kept.values())
+    missing = sorted(set(indices) - set(kept))
+    if missing:
+        raise InputError(f"{name}: video is damaged or truncated (frame {missing[0]} could not be decoded)")
+    return [kept[i] for i in indices]
 
 
 def read_image(path: PathLike) -> np.ndarray:
@@ -157,12 +202,13 @@ def list_frame_files(folder: PathLike) -> list[Path]:
 
 
 def _read_frame_folder(
-    folder: Path, name: str, max_frames: int | None
+    folder: Path, name: str, max_frames: int | None, select: Callable[[int], Sequence[int]] | None = None
 ) -> tuple[np.ndarray, float]:
     files = list_frame_files(folder)
     if not files:
         raise InputError(f"{name}: folder contains no {_join(IMAGE_EXTENSIONS)} images")
-    files = files[:max_frames]
+    indices = _selection(select, len(files), name)
+    files = files[:max_frames] if indices is None else [files[i] for i in indices]
     frames = [read_image(files[0])]
     for f in files[1:]:
         image = read_image(f)
@@ -175,41 +221,55 @@ def _read_frame_folder(
     return np.stack(frames), DEFAULT_FPS
 
 
-def _read_gif(path: Path, name: str, max_frames: int | None) -> tuple[np.ndarray, float]:
-    """Decode all GIF frames; Pillow composites partial frames and applies disposal."""
-    frames: list[np.ndarray] = []
+def _read_gif(
+    path: Path, name: str, max_frames: int | None, select: Callable[[int], Sequence[int]] | None = None
+) -> tuple[np.ndarray, float]:
+    """Decode GIF frames; Pillow composites partial frames and applies disposal."""
+    kept: dict[int, np.ndarray] = {}
     durations: list[float] = []
     try:
         with Image.open(path) as img:
-            for frame in ImageSequence.Iterator(img):
-                frames.append(_pil_to_rgb(frame))
+            indices = _selection(select, int(getattr(img, "n_frames", 1)), name)
+            wanted, last = (set(indices), max(indices)) if indices is not None else (None, -1)
+            for i, frame in enumerate(ImageSequence.Iterator(img)):
+                if wanted is None or i in wanted:
+                    kept[i] = _pil_to_rgb(frame)
                 durations.append(float(frame.info.get("duration") or 0))
-                if max_frames is not None and len(frames) >= max_frames:
+                if max_frames is not None and len(kept) >= max_frames:
+                    break
+                if wanted is not None and i >= last:
                     break
     except Image.DecompressionBombError:
         raise InputError(f"{name}: GIF is too large to decode safely") from None
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError):
         raise InputError(f"{name}: cannot decode GIF (not a GIF file?)") from None
-    if not frames:
+    if not kept:
         raise InputError(f"{name}: contains no frames")
     positive = [d for d in durations if d > 0]
     fps = 1000.0 / float(np.mean(positive)) if positive else DEFAULT_FPS
-    return np.stack(frames), fps
+    return np.stack(_pick(kept, indices, name)), fps
 
 
-def _read_video_file(path: Path, name: str, max_frames: int | None) -> tuple[np.ndarray, float]:
-    """Decode with PyAV; if PyAV fails or finds nothing, try the ffmpeg binary of imageio."""
+def _read_video_file(
+    path: Path, name: str, max_frames: int | None, select: Callable[[int], Sequence[int]] | None = None
+) -> tuple[np.ndarray, float]:
+    """Decode with PyAV; only if PyAV cannot decode a single frame, try the ffmpeg binary of imageio.
+
+    A file PyAV stops decoding part-way (damaged or cut short) is an error, not a shorter clip.
+    """
     try:
-        frames, fps = _decode_pyav(path, name, max_frames)
+        frames, fps = _decode_pyav(path, name, max_frames, select)
     except InputError:
         raise
-    except Exception:  # noqa: BLE001 - any PyAV failure is retried with another decoder
+    except Exception:  # noqa: BLE001 - PyAV cannot open or decode this file: another decoder may
         frames, fps = [], 0.0
     if not frames:
         try:
-            frames, fps = _decode_imageio_ffmpeg(path, max_frames)
+            frames, fps = _decode_imageio_ffmpeg(path, name, max_frames, select)
+        except InputError:
+            raise
         except Exception:  # noqa: BLE001 - both decoders failed: report the file as unreadable
-            raise InputError(f"{name}: cannot decode video (not a video file?)") from None
+            raise InputError(f"{name}: cannot decode video (damaged, truncated, or not a video file)") from None
     if not frames:
         raise InputError(f"{name}: contains no video frames")
     shapes = {f.shape for f in frames}
@@ -219,20 +279,73 @@ def _read_video_file(path: Path, name: str, max_frames: int | None) -> tuple[np.
 
 
 def _decode_pyav(
-    path: Path, name: str, max_frames: int | None
+    path: Path, name: str, max_frames: int | None, select: Callable[[int], Sequence[int]] | None = None
 ) -> tuple[list[np.ndarray], float]:
-    frames: list[np.ndarray] = []
+    indices = None
+    if select is not None:
+        indices = _selection(select, _count_frames(path, name), name)
+    wanted, last = (set(indices), max(indices)) if indices is not None else (None, -1)
+    kept: dict[int, np.ndarray] = {}
+    decoded = 0
     with av.open(str(path)) as container:
         if not container.streams.video:
             raise InputError(f"{name}: has no video stream")
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
         rate = stream.average_rate or stream.guessed_rate or stream.base_rate
-        for frame in container.decode(stream):
-            frames.append(_apply_rotation(frame.to_ndarray(format="rgb24"), frame.rotation))
-            if max_frames is not None and len(frames) >= max_frames:
-                break
-    return frames, float(rate) if rate else 0.0
+        expected = _expected_frames(container, stream)
+        try:
+            for i, frame in enumerate(container.decode(stream)):
+                decoded = i + 1
+                if wanted is None or i in wanted:
+                    kept[i] = _apply_rotation(frame.to_ndarray(format="rgb24"), frame.rotation)
+                if max_frames is not None and len(kept) >= max_frames:
+                    break
+                if wanted is not None and i >= last:
+                    break
+        except av.error.FFmpegError:
+            if not decoded:
+                raise  # not a single frame: the caller tries the other decoder
+            raise InputError(f"{name}: video is damaged or truncated (decoding failed after frame {decoded})") from None
+        if indices is None and max_frames is None and expected and decoded < _TRUNCATED * expected:
+            raise InputError(f"{name}: video is truncated ({decoded} of the {expected} frames its header announces)")
+    return _pick(kept, indices, name), float(rate) if rate else 0.0
+
+
+#: a file whose frames fall short of this share of what its header announces is cut short
+_TRUNCATED = 0.9
+
+
+def _expected_frames(container: Any, stream: Any) -> int:
+    """Frames the file's header announces (0 when it says nothing usable)."""
+    if stream.frames:
+        return int(stream.frames)
+    rate = stream.average_rate or stream.guessed_rate
+    if stream.duration and stream.time_base:
+        seconds = float(stream.duration * stream.time_base)
+    elif container.duration and len(container.streams) == 1:  # the file's duration is the video's
+        seconds = container.duration / av.time_base
+    else:
+        return 0
+    return int(round(seconds * float(rate))) if rate else 0
+
+
+def _count_frames(path: Path, name: str) -> int:
+    """Frames in the first video stream, counted from its packets without decoding them."""
+    with av.open(str(path)) as container:
+        if not container.streams.video:
+            raise InputError(f"{name}: has no video stream")
+        stream = container.streams.video[0]
+        try:
+            count = sum(1 for packet in container.demux(stream) if packet.size)
+        except av.error.FFmpegError:
+            raise InputError(f"{name}: video is damaged or truncated (unreadable data)") from None
+        expected = _expected_frames(container, stream)
+    if not count:
+        raise InputError(f"{name}: contains no video frames")
+    if expected and count < _TRUNCATED * expected:
+        raise InputError(f"{name}: video is truncated ({count} of the {expected} frames its header announces)")
+    return count
 
 
 def _apply_rotation(image: np.ndarray, degrees: float | int | None) -> np.ndarray:
@@ -241,21 +354,30 @@ def _apply_rotation(image: np.ndarray, degrees: float | int | None) -> np.ndarra
     return np.ascontiguousarray(np.rot90(image, k=quarter_turns)) if quarter_turns else image
 
 
-def _decode_imageio_ffmpeg(path: Path, max_frames: int | None) -> tuple[list[np.ndarray], float]:
+def _decode_imageio_ffmpeg(
+    path: Path, name: str, max_frames: int | None, select: Callable[[int], Sequence[int]] | None = None
+) -> tuple[list[np.ndarray], float]:
     import imageio_ffmpeg
 
+    indices = None
+    if select is not None:
+        indices = _selection(select, imageio_ffmpeg.count_frames_and_secs(str(path))[0], name)
+    wanted, last = (set(indices), max(indices)) if indices is not None else (None, -1)
     reader = imageio_ffmpeg.read_frames(str(path), pix_fmt="rgb24")
     meta = reader.__next__()
     width, height = meta["size"]
-    frames: list[np.ndarray] = []
+    kept: dict[int, np.ndarray] = {}
     try:
-        for buffer in reader:
-            frames.append(np.frombuffer(buffer, np.uint8).reshape(height, width, 3).copy())
-            if max_frames is not None and len(frames) >= max_frames:
+        for i, buffer in enumerate(reader):
+            if wanted is None or i in wanted:
+                kept[i] = np.frombuffer(buffer, np.uint8).reshape(height, width, 3).copy()
+            if max_frames is not None and len(kept) >= max_frames:
+                break
+            if wanted is not None and i >= last:
                 break
     finally:
         reader.close()
-    return frames, float(meta.get("fps") or 0.0)
+    return _pick(kept, indices, name) if kept else [], float(meta.get("fps") or 0.0)
 
 
 def _pil_to_rgb(img: Image.Image) -> np.ndarray:

@@ -182,15 +182,17 @@ def _video_files(paths: list[str]) -> list[Path]:
 
 
 def _sidecar_prompt(video: Path) -> str | None:
+    from motiontune.utils.files import read_text
+
     txt = video.with_suffix(".txt")
     if txt.is_file():
-        lines = [ln.strip() for ln in txt.read_text(encoding="utf-8").splitlines() if ln.strip()]
+        lines = [ln.strip() for ln in read_text(str(txt)).splitlines() if ln.strip()]
         return lines[0] if lines else None
     return None
 
 
 def run_eval_command(s: dict[str, Any]) -> int:
-    from motiontune.api import default_device
+    from motiontune.api import check_output_folder, resolve_device
     from motiontune.data.video_io import list_frame_files, read_image, read_video
     from motiontune.evaluation.learned import LearnedScorer
     from motiontune.evaluation.runner import check_metric_names, default_metrics, evaluate_video, match_reference, summarize_scores
@@ -199,7 +201,7 @@ def run_eval_command(s: dict[str, Any]) -> int:
     if not videos:
         raise ConfigError("eval needs --video (a video file or a folder of videos)")
     metrics = check_metric_names(csv_list(s.pop("metrics", None)) or default_metrics())
-    scorer = LearnedScorer(_weights(s), device=s.pop("device", None) or default_device())
+    scorer = LearnedScorer(_weights(s), device=resolve_device(s.pop("device", None)))
     scorer.check(metrics)
     reference_path = s.pop("reference", None)
     reference_set: list[Path] = []  # a folder of reference videos: the reference set of fvd
@@ -212,6 +214,10 @@ def run_eval_command(s: dict[str, Any]) -> int:
     json_path = s.pop("json", None)
     if s:
         raise ConfigError(f"unknown setting(s) for eval: {', '.join(sorted(s))}")
+    if json_path and os.path.isdir(json_path):
+        raise InputError(f"--json {json_path}: is a folder; give the name of the JSON file to write")
+    if json_path:
+        check_output_folder(os.path.dirname(os.path.abspath(json_path)))
     rows = []
     clips = []
     for path in videos:

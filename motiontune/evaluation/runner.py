@@ -287,8 +287,12 @@ def _atomic_write_text(path: str | Path, text: str) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def _json_safe(value: Any) -> Any:
@@ -401,9 +405,9 @@ def run_bench(config: BenchConfig, log: Callable[[str], None] | None = None) -> 
 
 
 def _metric_device(device: str | None) -> str:
-    from motiontune.api import default_device
+    from motiontune.api import resolve_device
 
-    return device or default_device()
+    return resolve_device(device)
 
 
 def _missing_cells(output: str | Path) -> list[str]:

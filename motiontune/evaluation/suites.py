@@ -476,6 +476,8 @@ def load_video_folder(source: str | None) -> list[Scenario]:
     target prompts the caption itself is generated (reconstruction). The sub-folder a video is
     in becomes its group (MotionBench's camera / single object / ... categories).
     """
+    from motiontune.utils.files import read_text
+
     if not source or not os.path.isdir(source):
         raise InputError(f"{source}: not a folder of videos")
     root = Path(source)
@@ -483,7 +485,7 @@ def load_video_folder(source: str | None) -> list[Scenario]:
     cap_file = root / "captions.json"
     if cap_file.is_file():
         try:
-            captions = json.loads(cap_file.read_text(encoding="utf-8"))
+            captions = json.loads(read_text(str(cap_file)))
         except json.JSONDecodeError as exc:
             raise InputError(f"{cap_file}: invalid JSON ({exc})") from exc
         if not isinstance(captions, dict):
@@ -504,7 +506,7 @@ def load_video_folder(source: str | None) -> list[Scenario]:
         else:
             txt = path.with_suffix(".txt")
             if txt.is_file():
-                lines = [ln.strip() for ln in txt.read_text(encoding="utf-8").splitlines() if ln.strip()]
+                lines = [ln.strip() for ln in read_text(str(txt)).splitlines() if ln.strip()]
                 if lines:
                     caption, prompts = lines[0], lines[1:]
         if not caption:

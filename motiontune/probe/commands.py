@@ -74,11 +74,11 @@ def run_probe_command(s: dict[str, Any]) -> int:
     if s:
         raise ConfigError(f"unknown setting(s) for probe: {', '.join(sorted(s))}")
 
-    from motiontune.api import default_device, resolve_dtype
+    from motiontune.api import resolve_device, resolve_dtype
     from motiontune.backbones import load_backbone
     from motiontune.probe.probe import run_probe
 
-    spec = load_backbone(backbone, family=family, device=device or default_device(), dtype=resolve_dtype(dtype))
+    spec = load_backbone(backbone, family=family, device=resolve_device(device), dtype=resolve_dtype(dtype))
     result = run_probe(spec, video, caption, edit, config, clip=clip, output_dir=output, progress=not quiet)
     inv = result.inversion
     print(f"inversion: {inv['steps']} steps ({inv['method']}), reconstruction PSNR {inv['psnr']:.2f} dB "

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import weakref
 from typing import Any
 
 import torch
@@ -39,16 +40,37 @@ def make_recipe(name: str, **settings: Any) -> Recipe:
 
 
 def load_recipe(folder: str, spec: Any) -> Recipe:
-    """Rebuild a saved recipe from ``folder`` (its ``motiontune.json``) and load its weights into ``spec``."""
+    """Rebuild a saved recipe from ``folder`` (its ``motiontune.json``) and load its weights into ``spec``.
+
+    Loading the same folder into the same spec again reuses the adapter already applied (with the
+    saved settings and weights); another adapter on a spec that carries one is refused.
+    """
     info = read_recipe_json(folder)
+    trained = info.get("backbone") if isinstance(info.get("backbone"), dict) else {}
+    given = f"{spec.source} ({spec.family})"
+    if trained.get("family") and trained["family"] != spec.family:
+        raise ModelLoadError(f"{folder}: adapter trained for {trained.get('source')} ({trained['family']}), not for {given}")
+    key = os.path.realpath(folder)
+    loaded = _LOADED.get(spec)
+    if loaded is not None and loaded[0] != key:
+        raise ConfigError(f"{folder}: the model already carries the adapter {loaded[0]}; load the backbone again to apply another")
     recipe = make_recipe(info["recipe"], **info.get("config", {}))
-    recipe.prepare_load(info, folder)
-    recipe.apply(spec)
-    recipe.load_weights(folder)
+    if loaded is not None:  # the same adapter again: its saved settings (a generate call may have changed the scale)
+        loaded[1].config = recipe.config
+        recipe = loaded[1]
+    else:
+        recipe.prepare_load(info, folder)
+        recipe.apply(spec)
+    try:
+        recipe.load_weights(folder)
+    except (ConfigError, RuntimeError) as exc:  # RuntimeError: torch's size mismatch
+        raise ModelLoadError(f"{folder}: cannot load this adapter (trained for {trained.get('source')} ({trained.get('family')})) "
+                             f"onto {given}: {_reason(exc)}") from None
     bad = [k for k, v in recipe.named_trainable().items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
     if bad:
         raise ModelLoadError(f"{_non_finite_file(folder)}: the adapter's weights hold NaN or infinite values (e.g. {bad[0]}); "
                              f"the run that wrote them diverged")
+    _LOADED[spec] = (key, recipe)
     return recipe
 
 
@@ -64,6 +86,16 @@ def _non_finite_file(folder: str) -> str:
                     if t.is_floating_point() and not bool(torch.isfinite(t).all()):
                         return os.path.join(folder, name)
     return folder
+
+
+def _reason(exc: Exception) -> str:
+    """One line of a loading error (torch's size-mismatch line where there is one)."""
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()] or [type(exc).__name__]
+    return next((ln for ln in lines if "size mismatch" in ln), lines[0])
+
+
+#: spec -> (folder, recipe) of the adapter :func:`load_recipe` applied to it
+_LOADED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 __all__ = ["Recipe", "RecipeConfig", "get_recipe_class", "load_recipe", "make_recipe", "recipe_names", "register_recipe"]

@@ -306,8 +306,12 @@ def read_recipe_json(folder: str) -> dict[str, Any]:
     path = os.path.join(folder, RECIPE_FILE)
     if not os.path.isfile(path):
         raise ConfigError(f"{folder}: no {RECIPE_FILE} here (not a motiontune adapter folder)")
+    from motiontune.utils.files import read_text
+
     try:
-        with open(path, encoding="utf-8") as fh:
-            return json.load(fh)
+        info = json.loads(read_text(path))
     except json.JSONDecodeError as exc:
         raise ConfigError(f"{path}: not valid JSON ({exc.msg})") from exc
+    if not isinstance(info, dict) or not isinstance(info.get("recipe"), str):
+        raise ConfigError(f"{path}: not a motiontune adapter file (expected an object with a \"recipe\" name)")
+    return info

@@ -40,6 +40,31 @@ def atomic_write_text(path: str, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
+def read_text(path: str) -> str:
+    """The UTF-8 text of ``path``; InputError (one line naming the file) if it is not UTF-8 or unreadable."""
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read()
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read ({exc.strerror})") from None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{path}: not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start})") from None
+
+
+def check_can_write_in(folder: str, target: str) -> None:
+    """InputError unless a file can be created in the existing ``folder`` (for ``target``, named in the
+    message). Tried by creating and removing an empty file: permissions, read-only and immutable
+    folders and pseudo file systems such as /sys all show up, for root too."""
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".tmp-probe-", dir=folder)
+    except OSError as exc:
+        raise InputError(f"{target}: cannot write in {folder} ({exc.strerror})") from None
+    os.close(fd)
+    os.remove(probe)
+
+
 def save_tensors(tensors: dict[str, torch.Tensor], path: str, metadata: dict[str, str] | None = None) -> None:
     """Save tensors as safetensors, atomically."""
     folder = os.path.dirname(os.path.abspath(path))
