@@ -15,7 +15,6 @@ import os
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import torch
-from peft.tuners.lora import LoraLayer
 
 from motiontune.adapters.lora import activate_all, inject_lora, load_lora_state, lora_parameters, save_lora_for_diffusers
 from motiontune.errors import ConfigError
@@ -70,6 +69,8 @@ class AdapterSet:
             raise ConfigError(f"no adapter named {name!r} (adapters: {', '.join(self.names) or 'none'})")
 
     def layers(self) -> list[torch.nn.Module]:
+        from peft.tuners.lora import LoraLayer
+
         return [m for m in self.spec.denoiser.modules() if isinstance(m, (LoraLayer, MultiAdapterLayer))]
 
     # ------------------------------------------------------------------ parameters
@@ -80,6 +81,8 @@ class AdapterSet:
 
     # ------------------------------------------------------------------ scales and switches
     def set_scale(self, name: str, scale: float) -> None:
+        from peft.tuners.lora import LoraLayer
+
         self._check(name)
         scale = float(scale)
         if scale == self._scales[name]:
@@ -101,6 +104,8 @@ class AdapterSet:
 
     def enable(self, name: str, enabled: bool = True) -> None:
         """Switch adapter ``name`` on or off; an adapter that is off is not computed at all."""
+        from peft.tuners.lora import LoraLayer
+
         self._check(name)
         self._enabled[name] = bool(enabled)
         for layer in self.layers():

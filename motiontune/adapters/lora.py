@@ -8,14 +8,14 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 import torch
-from peft import LoraConfig, inject_adapter_in_model
-from peft.tuners.lora import LoraLayer
-from peft.utils import get_peft_model_state_dict, set_peft_model_state_dict
 
 from motiontune.errors import ConfigError
 from motiontune.utils.files import load_tensors, save_tensors
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # peft is imported where it is used: listing the recipes does not import it
+    from peft import LoraConfig
+    from peft.tuners.lora import LoraLayer
+
     from motiontune.backbones.base import AttentionSite, BackboneSpec
 
 LORA_WEIGHTS_NAME = "pytorch_lora_weights.safetensors"  # the file name diffusers' load_lora_weights looks for
@@ -41,6 +41,8 @@ def inject_lora(
     init: str | bool = True,
 ) -> LoraConfig:
     """Inject a peft LoRA adapter named ``adapter_name`` on exactly ``target_modules``."""
+    from peft import LoraConfig, inject_adapter_in_model
+
     if rank < 1:
         raise ConfigError(f"LoRA rank must be >= 1 (got {rank})")
     config = LoraConfig(
@@ -79,6 +81,8 @@ def activate_all(layer: LoraLayer) -> None:
 
 
 def lora_layers(model: torch.nn.Module) -> list[LoraLayer]:
+    from peft.tuners.lora import LoraLayer
+
     return [m for m in model.modules() if isinstance(m, LoraLayer)]
 
 
@@ -99,6 +103,8 @@ def save_lora_for_diffusers(spec: "BackboneSpec", folder: str, config: LoraConfi
     metadata, so that ``lora_alpha != r`` reloads at the right scale); for the others the same
     file is written directly.
     """
+    from peft.utils import get_peft_model_state_dict
+
     state = get_peft_model_state_dict(spec.denoiser, adapter_name=adapter_name)
     prefix = spec.denoiser_attr
     meta = config.to_dict()
@@ -119,6 +125,8 @@ def save_lora_for_diffusers(spec: "BackboneSpec", folder: str, config: LoraConfi
 
 def load_lora_state(spec: "BackboneSpec", folder: str, adapter_name: str = "default", file_name: str = LORA_WEIGHTS_NAME) -> None:
     """Load a file written by :func:`save_lora_for_diffusers` into an already injected adapter."""
+    from peft.utils import set_peft_model_state_dict
+
     path = os.path.join(folder, file_name)
     if not os.path.isfile(path):
         raise ConfigError(f"{folder}: no {file_name} (the weights of adapter {adapter_name!r})")

@@ -28,8 +28,6 @@ from contextlib import contextmanager
 from typing import Any
 
 import torch
-from diffusers import CogVideoXPipeline
-from diffusers.models.embeddings import get_1d_rotary_pos_embed, get_1d_sincos_pos_embed_from_grid
 
 from motiontune.backbones.base import (
     AttentionSite,
@@ -45,6 +43,7 @@ from motiontune.backbones.base import (
     with_temporal_columns,
 )
 from motiontune.errors import ConfigError
+from motiontune.utils.targets import LazyTarget
 
 #: theta of CogVideoX's 3D RoPE (``get_3d_rotary_pos_embed``'s default, which the pipeline uses)
 COGVIDEOX_ROPE_THETA = 10000
@@ -96,7 +95,7 @@ class CogVideoXSpec(ScaledLatentsMixin, BackboneSpec):
         "CogVideoX-5b": "THUDM/CogVideoX-5b",
         "CogVideoX1.5-5B": "THUDM/CogVideoX1.5-5B",
     }
-    pipeline_cls = CogVideoXPipeline
+    pipeline_cls = LazyTarget("diffusers:CogVideoXPipeline")
     denoiser_attr = "transformer"
     denoiser_classes = ("CogVideoXTransformer3DModel",)
     default_guidance = 6.0
@@ -286,6 +285,8 @@ class CogVideoXSpec(ScaledLatentsMixin, BackboneSpec):
 
     @contextmanager
     def _rope_position_context(self, positions: torch.Tensor | Sequence[float]) -> Iterator[None]:
+        from diffusers.models.embeddings import get_1d_rotary_pos_embed
+
         pos = check_temporal_positions(positions).to(torch.float32)
         p_t = self.patch_size[0]
 
@@ -301,6 +302,8 @@ class CogVideoXSpec(ScaledLatentsMixin, BackboneSpec):
 
     @contextmanager
     def _sincos_position_context(self, positions: torch.Tensor | Sequence[float]) -> Iterator[None]:
+        from diffusers.models.embeddings import get_1d_sincos_pos_embed_from_grid
+
         pos = check_temporal_positions(positions).to(torch.float32)
         embed = self.denoiser.patch_embed
 

@@ -29,9 +29,6 @@ from contextlib import contextmanager
 from typing import Any, ClassVar
 
 import torch
-from diffusers import HunyuanVideoPipeline
-from diffusers.models.embeddings import get_1d_rotary_pos_embed
-from diffusers.pipelines.hunyuan_video.pipeline_hunyuan_video import DEFAULT_PROMPT_TEMPLATE
 
 from motiontune.backbones.base import (
     AttentionSite,
@@ -47,6 +44,7 @@ from motiontune.backbones.base import (
     with_temporal_columns,
 )
 from motiontune.errors import ConfigError
+from motiontune.utils.targets import LazyTarget
 
 #: the pipeline's default ``max_sequence_length`` (Llama tokens kept after the template crop)
 DEFAULT_MAX_SEQUENCE_LENGTH = 256
@@ -59,7 +57,7 @@ class HunyuanVideoSpec(ScaledLatentsMixin, BackboneSpec):
         "hunyuanvideo": "hunyuanvideo-community/HunyuanVideo",
         "hunyuan-video": "hunyuanvideo-community/HunyuanVideo",
     }
-    pipeline_cls = HunyuanVideoPipeline
+    pipeline_cls = LazyTarget("diffusers:HunyuanVideoPipeline")
     denoiser_attr = "transformer"
     denoiser_classes = ("HunyuanVideoTransformer3DModel",)
     #: conditioning keys: Llama token embeddings (with ``encoder_attention_mask``) and the pooled CLIP vector
@@ -73,7 +71,8 @@ class HunyuanVideoSpec(ScaledLatentsMixin, BackboneSpec):
     default_steps = 50
     default_fps = 24
     #: the pipeline's Llama prompt template (``crop_start`` 95 for the Llama 3 tokenizer)
-    default_prompt_template: ClassVar[dict[str, Any]] = DEFAULT_PROMPT_TEMPLATE
+    default_prompt_template: ClassVar[dict[str, Any]] = LazyTarget(
+        "diffusers.pipelines.hunyuan_video.pipeline_hunyuan_video:DEFAULT_PROMPT_TEMPLATE")
 
     def __init__(
         self,
@@ -300,6 +299,8 @@ class HunyuanVideoSpec(ScaledLatentsMixin, BackboneSpec):
         replaces the frame-axis columns (the first ``rope_axes_dim[0]``) of its ``(cos, sin)`` with the
         frequencies at ``positions``, computed as the module does (float32, its ``theta``); the stock
         positions reproduce its output exactly."""
+        from diffusers.models.embeddings import get_1d_rotary_pos_embed
+
         pos = check_temporal_positions(positions).to(torch.float32)
 
         def hook(module: torch.nn.Module, args: tuple, out: tuple[torch.Tensor, torch.Tensor]) -> tuple:

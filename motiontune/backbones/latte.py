@@ -14,8 +14,6 @@ from contextlib import contextmanager
 from typing import Any
 
 import torch
-from diffusers import LattePipeline
-from diffusers.models.embeddings import get_1d_sincos_pos_embed_from_grid
 
 from motiontune.backbones.base import (
     AttentionSite,
@@ -29,6 +27,7 @@ from motiontune.backbones.base import (
 )
 from motiontune.backbones.framewise import FramewiseVAEMixin, batch_timesteps
 from motiontune.errors import ConfigError
+from motiontune.utils.targets import LazyTarget
 
 #: additive bias of masked text tokens (the "-10000 = discard" convention of the Latte transformer)
 MASK_BIAS = -10000.0
@@ -69,7 +68,7 @@ class LatteSpec(FramewiseVAEMixin, BackboneSpec):
     family = "latte"
     description = "Latte: alternating spatial/temporal transformer blocks, per-frame VAE, DDPM eps (learned sigma), fixed frame count"
     aliases = {"latte-1": "maxin-cv/Latte-1"}
-    pipeline_cls = LattePipeline
+    pipeline_cls = LazyTarget("diffusers:LattePipeline")
     denoiser_attr = "transformer"
     denoiser_classes = ("LatteTransformer3DModel",)
     # LattePipeline has no LoRA loader mixin (no load_lora_weights)
@@ -187,6 +186,8 @@ class LatteSpec(FramewiseVAEMixin, BackboneSpec):
 
         ``positions = range(video_length)`` reproduces :meth:`temporal_positions` exactly.
         """
+        from diffusers.models.embeddings import get_1d_sincos_pos_embed_from_grid
+
         pos = torch.as_tensor(positions, dtype=torch.float64).reshape(-1, 1)
         dim = self.denoiser.temp_pos_embed.shape[-1]
         table = get_1d_sincos_pos_embed_from_grid(dim, pos, output_type="pt")

@@ -16,7 +16,6 @@ from contextlib import contextmanager
 from typing import Any
 
 import torch
-from diffusers import TextToVideoSDPipeline
 
 from motiontune.backbones.base import (
     AttentionKind,
@@ -32,6 +31,7 @@ from motiontune.backbones.base import (
 )
 from motiontune.backbones.framewise import FramewiseVAEMixin, batch_timesteps
 from motiontune.errors import ConfigError
+from motiontune.utils.targets import LazyTarget
 
 
 #: hub id (lower case, without the organisation) -> (num_frames, height, width)
@@ -78,7 +78,7 @@ class UNet3DSpec(FramewiseVAEMixin, BackboneSpec):
         "zeroscope-v2-xl": "cerspense/zeroscope_v2_XL",
         "modelscope-t2v": "ali-vilab/text-to-video-ms-1.7b",
     }
-    pipeline_cls = TextToVideoSDPipeline
+    pipeline_cls = LazyTarget("diffusers:TextToVideoSDPipeline")
     denoiser_attr = "unet"
     denoiser_classes = ("UNet3DConditionModel",)
     # TextToVideoSDPipeline has StableDiffusionLoraLoaderMixin, but its load_lora_weights calls

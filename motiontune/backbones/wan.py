@@ -10,8 +10,6 @@ from contextlib import contextmanager
 from typing import Any
 
 import torch
-from diffusers import WanPipeline
-from diffusers.models.embeddings import get_1d_rotary_pos_embed
 
 from motiontune.backbones.base import (
     AttentionSite,
@@ -25,6 +23,7 @@ from motiontune.backbones.base import (
     linear_names,
     with_temporal_columns,
 )
+from motiontune.utils.targets import LazyTarget
 
 #: WanRotaryPosEmbed's theta: the transformer builds it with the default and does not store it
 WAN_ROPE_THETA = 10000.0
@@ -39,7 +38,7 @@ class WanSpec(BackboneSpec):
         "wan-1.3b": "Wan-AI/Wan2.1-T2V-1.3B-Diffusers",
         "wan-14b": "Wan-AI/Wan2.1-T2V-14B-Diffusers",
     }
-    pipeline_cls = WanPipeline
+    pipeline_cls = LazyTarget("diffusers:WanPipeline")
     denoiser_attr = "transformer"
     denoiser_classes = ("WanTransformer3DModel",)
     default_guidance = 5.0
@@ -159,6 +158,8 @@ class WanSpec(BackboneSpec):
         ``(1, f*h*w, 1, head_dim)``, columns ``[t | h | w]``) with the frequencies at ``positions``,
         computed as the module computes its table (float64, ``repeat_interleave_real``); the stock
         positions reproduce its output exactly."""
+        from diffusers.models.embeddings import get_1d_rotary_pos_embed
+
         pos = check_temporal_positions(positions)
         rope = self.denoiser.rope
 

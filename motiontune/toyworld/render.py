@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from motiontune.errors import ConfigError, InputError
 from motiontune.toyworld.motions import motion_path
@@ -25,6 +25,9 @@ from motiontune.toyworld.world import (
     SHAPES,
     SceneSpec,
 )
+
+if TYPE_CHECKING:  # torch is imported where a tensor is made: the toy world's commands stay light
+    import torch
 
 SUPERSAMPLE = 4
 DEFAULT_FRAMES = 17
@@ -158,6 +161,8 @@ def composite(scene: SceneSpec, coverage: np.ndarray) -> np.ndarray:
 
 def video_to_tensor(frames: np.ndarray) -> torch.Tensor:
     """uint8 (F, H, W, 3) frames to float32 (3, F, H, W) in [-1, 1]."""
+    import torch
+
     if not isinstance(frames, np.ndarray) or frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[-1] != 3:
         raise InputError("frames must be a uint8 array of shape (frames, height, width, 3)")
     tensor = torch.from_numpy(np.ascontiguousarray(frames)).permute(3, 0, 1, 2).float()
@@ -166,6 +171,8 @@ def video_to_tensor(frames: np.ndarray) -> torch.Tensor:
 
 def tensor_to_video(tensor: torch.Tensor) -> np.ndarray:
     """float (3, F, H, W) in [-1, 1] to uint8 (F, H, W, 3) frames (values are clipped)."""
+    import torch
+
     if not isinstance(tensor, torch.Tensor) or tensor.ndim != 4 or tensor.shape[0] != 3:
         raise InputError("video tensor must have shape (3, frames, height, width)")
     values = ((tensor.detach().float().cpu().clamp(-1.0, 1.0) + 1.0) * 127.5).round()

@@ -45,4 +45,19 @@ def resolve_target(target: Target) -> Any:
     return obj
 
 
-__all__ = ["Target", "check_target", "resolve_target"]
+class LazyTarget:
+    """A class attribute holding the object a ``"module:attribute"`` string names, imported when
+    the attribute is first read (e.g. a backbone's diffusers pipeline class, so that listing the
+    backbones does not import diffusers)."""
+
+    def __init__(self, target: str) -> None:
+        self.target = check_target(target)
+        self._value: Any = None
+
+    def __get__(self, instance: Any, owner: type | None = None) -> Any:
+        if self._value is None:
+            self._value = resolve_target(self.target)
+        return self._value
+
+
+__all__ = ["LazyTarget", "Target", "check_target", "resolve_target"]
