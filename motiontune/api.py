@@ -21,7 +21,7 @@ from motiontune.backbones.base import BackboneSpec
 from motiontune.data.dataset import Sample, TrainingData
 from motiontune.diffusion.sampling import SamplingConfig
 from motiontune.diffusion.sampling import generate as _generate
-from motiontune.checks import MAX_SCALE, MAX_SIZE, number
+from motiontune.checks import MAX_FRAME_INDEX, MAX_SCALE, MAX_SIZE, number
 from motiontune.errors import ConfigError, InputError
 from motiontune.recipes import load_recipe, make_recipe
 from motiontune.recipes.base import Recipe, read_recipe_json
@@ -82,7 +82,11 @@ def load(
         recorded = meta.get("backbone") if isinstance(meta.get("backbone"), dict) else {}
         if backbone is None or not _family_known(backbone):  # a given folder or alias keeps its own family
             family = family or recorded.get("family")
-        backbone = backbone or recorded.get("source")
+        if backbone is None:
+            backbone = recorded.get("source")
+            if isinstance(backbone, str) and os.path.isabs(backbone) and not os.path.exists(backbone):
+                raise ConfigError(f"{adapter}: its model {backbone} (recorded in motiontune.json) is not on this machine; "
+                                  f"give --backbone (an alias, hub id, folder or 'toy')")
     if backbone is None:
         raise ConfigError("give a backbone (model id, alias, folder or 'toy') or an adapter folder")
     spec = load_backbone(backbone, family=family, device=device, dtype=resolve_dtype(dtype))
@@ -114,7 +118,12 @@ def prepare_training_data(
     image_captions: list[str] | str | None = None,
     sampling: str = "uniform",
     stride: int | None = None,
+    start: int = 0,
+    end: int | None = None,
+    resize_mode: str = "center_crop",
 ) -> TrainingData:
+    """The reference clips and images as training samples; each clip logs one info line saying which
+    frames were taken and how they were resized (``start``/``end``: the segment of each clip used)."""
     from motiontune.data.frames import prepare_image, prepare_video
 
     videos, images = _as_list(videos), _as_list(images)
@@ -122,11 +131,18 @@ def prepare_training_data(
     image_captions = _broadcast(image_captions, len(images), "image captions", "images")
     spec.check_size(num_frames, height, width)
     vsamples = [
-        Sample(prepare_video(v, num_frames, height, width, frame_rule=spec.frame_rule, sampling=sampling, stride=stride), c, "video", _name(v))
+        Sample(prepare_video(v, num_frames, height, width, frame_rule=spec.frame_rule, sampling=sampling, stride=stride,
+                             start=start, end=end, resize_mode=resize_mode, log_info=True), c, "video", _name(v))
         for v, c in zip(videos, captions)
     ]
-    isamples = [Sample(prepare_image(i, height, width), c, "image", _name(i)) for i, c in zip(images, image_captions)]
+    isamples = [Sample(prepare_image(i, height, width, resize_mode), c, "image", _name(i)) for i, c in zip(images, image_captions)]
     return TrainingData(vsamples, isamples)
+
+
+def _content_hash(x: Any) -> str | None:
+    from motiontune.utils.files import content_hash
+
+    return content_hash(str(x)) if isinstance(x, (str, os.PathLike)) else None
 
 
 def _name(x: Any) -> str:
@@ -158,6 +174,9 @@ def train(
     width: int | None = None,
     frame_sampling: str = "uniform",
     frame_stride: int | None = None,
+    frame_start: int = 0,
+    frame_end: int | None = None,
+    resize_mode: str = "center_crop",
     device: str | None = None,
     dtype: str = "fp32",
     recipe_settings: dict[str, Any] | None = None,
@@ -169,7 +188,10 @@ def train(
 
     The learning rate is ``learning_rate`` when given, else the recipe's (``recipe_settings`` or a
     ``Recipe`` object), else the model folder's ``default_learning_rate`` when it has one, else the
-    recipe's default."""
+    recipe's default. Clips are read from frame ``frame_start`` up to (not including) ``frame_end``
+    and resized with ``resize_mode`` (crop, stretch or pad; see :mod:`motiontune.data.frames`)."""
+    from motiontune.data.frames import check_resize_mode
+
     # every setting, input path and the output folder is checked before the model loads
     rec = recipe if isinstance(recipe, Recipe) else make_recipe(recipe, **(recipe_settings or {}))
     if "steps" not in train_settings and rec.default_steps is not None:
@@ -182,6 +204,9 @@ def train(
     for name, value in (("num_frames", num_frames), ("height", height), ("width", width)):
         number(name, value, 1, MAX_SIZE, integer=True, optional=True)
     number("frame_stride", frame_stride, 1, MAX_SIZE, integer=True, optional=True)
+    number("frame_start (--start)", frame_start, 0, MAX_FRAME_INDEX, integer=True)
+    number("frame_end (--end)", frame_end, frame_start + 1, MAX_FRAME_INDEX, integer=True, optional=True)
+    resize_mode = check_resize_mode(resize_mode)
     for path in [*_as_list(videos), *_as_list(images)]:
         if isinstance(path, (str, os.PathLike)) and not os.path.exists(path):
             raise InputError(f"{path}: no such file or folder")
@@ -193,11 +218,17 @@ def train(
         config = dataclasses.replace(config, learning_rate=spec.default_learning_rate)
     f0, h0, w0 = spec.default_size
     num_frames, height, width = num_frames or f0, height or h0, width or w0
-    data = prepare_training_data(spec, videos, captions, num_frames, height, width, images, image_captions, frame_sampling, frame_stride)
+    data = prepare_training_data(spec, videos, captions, num_frames, height, width, images, image_captions, frame_sampling,
+                                 frame_stride, frame_start, frame_end, resize_mode)
     metadata = {
         "size": [num_frames, height, width],
+        # file names as given, and their content, so that a moved adapter still says which clips it learned from
         "references": {"videos": [s.source for s in data.videos], "captions": [s.caption for s in data.videos],
-                       "images": [s.source for s in data.images]},
+                       "images": [s.source for s in data.images],
+                       "video_sha256": [_content_hash(v) for v in _as_list(videos)],
+                       "image_sha256": [_content_hash(i) for i in _as_list(images)]},
+        "frames": {"sampling": frame_sampling, "stride": frame_stride, "start": frame_start, "end": frame_end,
+                   "resize_mode": resize_mode},
         "sampling": {"num_inference_steps": spec.default_steps, "guidance_scale": spec.default_guidance, **(sampling_defaults or {})},
     }
     return Trainer(spec, rec, data, config, metadata).train()

@@ -20,6 +20,8 @@ MAX_RANK = 1024
 MAX_BATCH = 1024
 #: frames, height and width of a clip
 MAX_SIZE = 8192
+#: first / last frame of the segment of a clip to use
+MAX_FRAME_INDEX = 10_000_000
 MAX_SAMPLING_STEPS = 10_000
 MAX_GUIDANCE = 100.0
 #: adapter scale, in either direction
@@ -67,5 +69,5 @@ def number(name: str, value: Any, low: float | None = None, high: float | None =
     return value
 
 
-__all__ = ["MAX_BATCH", "MAX_GUIDANCE", "MAX_LEARNING_RATE", "MAX_RANK", "MAX_SAMPLING_STEPS", "MAX_SCALE", "MAX_SEED",
+__all__ = ["MAX_BATCH", "MAX_FRAME_INDEX", "MAX_GUIDANCE", "MAX_LEARNING_RATE", "MAX_RANK", "MAX_SAMPLING_STEPS", "MAX_SCALE", "MAX_SEED",
            "MAX_SIZE", "MAX_STEPS", "number"]

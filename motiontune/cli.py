@@ -8,6 +8,7 @@ line on stderr and exit with status 2; the traceback is kept for bugs.
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 from typing import Any
@@ -29,8 +30,9 @@ EXAMPLES = {
       --prompt "a robot dances on the moon" --seed 0 --format mp4,gif --output outputs/dance
   motiontune generate --backbone toy --prompt "a red circle moves left on a black background" --output outputs/base""",
     "list": """example:
-  motiontune list            # backbones, aliases, recipes and metrics
-  motiontune list recipes""",
+  motiontune list            # backbones, aliases, recipes, metrics and the toy model's words
+  motiontune list recipes
+  motiontune list vocabulary # the words the toy model knows (others are read as unknown)""",
 }
 
 
@@ -56,6 +58,10 @@ def build_parser() -> argparse.ArgumentParser:
     add_size_arguments(t)
     t.add_argument("--frame-sampling", choices=["uniform", "stride", "first"], help="how frames are taken from a longer clip")
     t.add_argument("--frame-stride", type=int)
+    t.add_argument("--start", type=int, metavar="FRAME", help="use each clip from this frame on (0-based; default 0)")
+    t.add_argument("--end", type=int, metavar="FRAME", help="use each clip up to this frame, not included (default: its end)")
+    t.add_argument("--resize-mode", choices=["crop", "stretch", "pad"],
+                   help="fit clips and images to the training size: scale and center-crop (default), stretch, or scale and pad")
     t.add_argument("--steps", type=int, help="optimizer steps (default: the recipe's own, e.g. 150 for motiondirector, else 300)")
     t.add_argument("--lr", type=float, help="learning rate (default: the recipe's setting, else the model folder's default_learning_rate, else the recipe's default)")
     t.add_argument("--batch-size", type=int)
@@ -98,7 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     ls = sub.add_parser("list", help="list backbones, recipes and metrics", epilog=EXAMPLES["list"],
                         formatter_class=argparse.RawDescriptionHelpFormatter)
-    ls.add_argument("what", nargs="?", choices=["all", "backbones", "recipes", "metrics"], default="all")
+    ls.add_argument("what", nargs="?", choices=["all", "backbones", "recipes", "metrics", "vocabulary"], default="all")
 
     for name, command in EXTRA_COMMANDS.items():
         p = sub.add_parser(name, help=command.help, epilog=command.example or EXAMPLES.get(name),
@@ -191,6 +197,9 @@ def run_train(s: dict[str, Any]) -> int:
         width=s.pop("width", None),
         frame_sampling=s.pop("frame_sampling", "uniform"),
         frame_stride=s.pop("frame_stride", None),
+        frame_start=s.pop("start", 0),
+        frame_end=s.pop("end", None),
+        resize_mode=s.pop("resize_mode", "crop"),
         device=s.pop("device", None),
         dtype=s.pop("dtype", "fp32"),
     )
@@ -247,16 +256,60 @@ def run_list(what: str) -> int:
         for name in recipe_names():
             print(f"  {name:14s} {get_recipe_class(name).summary}")
     if what in ("all", "metrics"):
+        import motiontune.evaluation.learned  # noqa: F401  (registers the learned metrics)
         from motiontune.evaluation.registry import METRICS
 
         print("metrics")
         for name, info in sorted(METRICS.items()):
             needs = f" (needs {info.weights})" if info.needs_weights else ""
             print(f"  {name:22s} {info.definition}{needs}")
+    if what in ("all", "vocabulary"):
+        _list_vocabularies()
     return 0
 
 
+def _list_vocabularies() -> None:
+    """The words of each named local model with a word-level tokenizer (the toy model); a prompt's
+    other words are read as unknown."""
+    import json
+    import textwrap
+
+    from motiontune.backbones import model_aliases, resolve_model_alias
+
+    for name in model_aliases():
+        try:
+            path = os.path.join(resolve_model_alias(name)[0], "tokenizer", "tokenizer.json")
+        except MotiontuneError:  # a model that is not available here
+            continue
+        if not os.path.isfile(path):
+            continue
+        with open(path, encoding="utf-8") as fh:
+            data = json.load(fh)
+        if data.get("model", {}).get("type") != "WordLevel":
+            continue
+        special = {t.get("content") for t in data.get("added_tokens", [])}
+        words = sorted(w for w in data["model"]["vocab"] if w not in special)
+        print(f"vocabulary of --backbone {name} ({len(words)} words; others are read as unknown)")
+        print(textwrap.fill(" ".join(words), width=100, initial_indent="  ", subsequent_indent="  "))
+
+
+class _StderrLog(logging.Handler):
+    """The ``motiontune`` logger's lines (info and up) on the current stderr, prefixed like errors."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        print(f"motiontune: {self.format(record)}", file=sys.stderr)
+
+
+def _setup_logging() -> None:
+    logger = logging.getLogger("motiontune")
+    if not any(isinstance(h, _StderrLog) for h in logger.handlers):
+        logger.addHandler(_StderrLog())
+    if logger.level == logging.NOTSET:
+        logger.setLevel(logging.INFO)
+
+
 def main(argv: list[str] | None = None) -> int:
+    _setup_logging()
     _load_extra_commands()
     parser = build_parser()
     try:

@@ -57,9 +57,12 @@ def snapshot(folder) -> dict[str, bytes]:
 
 
 def one_line_error(capsys, rc) -> str:
+    """The one error line of a failed run (the info and warning lines a run logs before it, such as
+    how the clip was resized, left out)."""
     err = capsys.readouterr().err.strip()
-    assert rc == 2 and len(err.splitlines()) == 1 and "Traceback" not in err, err
-    return err
+    lines = [ln for ln in err.splitlines() if not ln.startswith("motiontune: ") or ln.startswith("motiontune: error: ")]
+    assert rc == 2 and len(lines) == 1 and "Traceback" not in err, err
+    return lines[0]
 
 
 # ---------------------------------------------------------------------------- item 1 and 6: refused before loading

@@ -74,6 +74,7 @@ def load_backbone(
     ``family`` may be omitted for aliases and local folders (detected from model_index.json);
     a bare hub id needs it.
     """
+    given = source
     if source in model_aliases():  # a named local model ("toy"): its folder, found only now
         folder, fam = resolve_model_alias(source)
         if family is not None and fam is not None and family != fam:
@@ -94,7 +95,10 @@ def load_backbone(
             raise ConfigError(f"{source!r} is a backbone family; give a model id, alias or folder (see `motiontune list`)")
         else:
             raise ConfigError(f"cannot tell the backbone family of {source!r}: pass --family (one of {', '.join(backbone_families())})")
-    return get_spec_class(family).from_pretrained(source, device=device, dtype=dtype, **kwargs)
+    spec = get_spec_class(family).from_pretrained(source, device=device, dtype=dtype, **kwargs)
+    # what the user named, recorded with a trained adapter: a folder as an absolute path
+    spec.name = os.path.abspath(given) if given == source and os.path.isdir(given) else given
+    return spec
 
 
 __all__ = [

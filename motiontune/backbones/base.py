@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import copy
 import json
+import logging
 import os
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -33,6 +34,8 @@ from typing import Any, ClassVar, Literal
 import torch
 
 from motiontune.errors import ConfigError, ModelLoadError
+
+log = logging.getLogger("motiontune")
 
 DEFAULTS_FILE = "motiontune_defaults.json"
 AttentionKind = Literal["spatial", "temporal", "joint", "cross"]
@@ -152,7 +155,8 @@ class BackboneSpec:
     description: ClassVar[str] = ""
     #: short alias -> hub id of the published checkpoints
     aliases: ClassVar[dict[str, str]] = {}
-    #: diffusers pipeline class used to load and to assemble the components
+    #: diffusers pipeline class used to load and to assemble the components (families name it with a
+    #: LazyTarget, so that listing the backbones does not import diffusers)
     pipeline_cls: ClassVar[type] = object
     #: attribute of the pipeline holding the denoiser
     denoiser_attr: ClassVar[str] = "transformer"
@@ -174,6 +178,9 @@ class BackboneSpec:
     def __init__(self, pipe: Any, source: str, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32):
         self.pipe = pipe
         self.source = source
+        #: the model as the user named it (an alias, hub id, 'toy' or a folder); set by load_backbone
+        self.name = source
+        self._checked_prompts: set[str] = set()
         self.device = torch.device(device)
         self.dtype = dtype
         self._prompt_cache: dict[str, Conditioning] = {}
@@ -322,6 +329,8 @@ class BackboneSpec:
         if isinstance(prompts, str):
             prompts = [prompts]
         missing = [p for p in dict.fromkeys(prompts) if p not in self._prompt_cache]
+        for p in missing:
+            self._warn_unknown_words(p)
         if missing:
             with torch.no_grad():
                 encoded = self._encode_prompts(missing)
@@ -331,6 +340,21 @@ class BackboneSpec:
 
     def _encode_prompts(self, prompts: list[str]) -> Conditioning:
         raise NotImplementedError
+
+    def _warn_unknown_words(self, prompt: str) -> None:
+        """Log one warning (once per prompt) naming the words the model's tokenizer reads as its
+        unknown token, e.g. words outside the toy model's small vocabulary."""
+        if prompt in self._checked_prompts:
+            return
+        self._checked_prompts.add(prompt)
+        tokenizers = [getattr(self.pipe, n, None) for n in ("tokenizer", "tokenizer_2")]
+        words = list(dict.fromkeys(w for t in tokenizers if t is not None for w in unknown_words(t, prompt)))
+        if words:
+            from motiontune.backbones.local_models import model_aliases
+
+            hint = " (`motiontune list vocabulary` shows the words it knows)" if self.name in model_aliases() else ""
+            log.warning("prompt %r: %d word(s) not in the model's vocabulary, read as unknown: %s%s",
+                        prompt, len(words), ", ".join(words), hint)
 
     def clear_prompt_cache(self) -> None:
         self._prompt_cache.clear()
@@ -547,6 +571,20 @@ def cat_conditioning(conds: list[Conditioning]) -> Conditioning:
 
 def repeat_conditioning(cond: Conditioning, n: int) -> Conditioning:
     return {k: v.repeat_interleave(n, dim=0) for k, v in cond.items()}
+
+
+def unknown_words(tokenizer: Any, text: str) -> list[str]:
+    """The words of ``text`` that ``tokenizer`` encodes as its unknown token (none when it has no
+    unknown token)."""
+    unk = getattr(tokenizer, "unk_token_id", None)
+    if unk is None or not text.strip():
+        return []
+    try:  # fast tokenizers say where each token comes from
+        encoded = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+        words = [text[a:b] for i, (a, b) in zip(encoded["input_ids"], encoded["offset_mapping"]) if i == unk]
+    except (NotImplementedError, TypeError, ValueError, KeyError):
+        words = [w for w in text.split() if unk in tokenizer(w, add_special_tokens=False)["input_ids"]]
+    return [w for w in dict.fromkeys(words) if w.strip()]
 
 
 def _looks_like_hub_id(s: str) -> bool:

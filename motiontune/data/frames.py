@@ -12,6 +12,7 @@ images.
 
 from __future__ import annotations
 
+import logging
 from typing import Any, Literal
 
 import cv2
@@ -34,11 +35,15 @@ SamplingMode = Literal["uniform", "stride", "first"]
 ResizeMode = Literal["center_crop", "resize", "pad"]
 RoundingMode = Literal["floor", "ceil", "nearest"]
 
+log = logging.getLogger("motiontune")
+
 ANY_FRAME_COUNT: FrameRule = (1, 0)
 FOUR_K_PLUS_ONE: FrameRule = (4, 1)
 
 _SAMPLING_MODES = ("uniform", "stride", "first")
 _RESIZE_MODES = ("center_crop", "resize", "pad")
+#: the command line's words for the resize modes
+RESIZE_MODE_WORDS = {"crop": "center_crop", "stretch": "resize", "pad": "pad"}
 _ROUNDING_MODES = ("floor", "ceil", "nearest")
 
 
@@ -166,26 +171,30 @@ def sample_indices(
     mode: SamplingMode = "uniform",
     allow_repeat: bool = False,
     name: str = "clip",
+    end: int | None = None,
 ) -> list[int]:
     """Indices of the frames to keep from a clip of ``total`` frames.
 
-    All modes look at the frames from ``start`` on. "uniform" spreads ``num_frames`` evenly
-    from ``start`` to the last frame; "stride" takes every ``stride``-th frame from ``start``;
-    "first" takes ``num_frames`` consecutive frames from ``start``.
+    All modes look at the frames from ``start`` on, and before ``end`` when it is given (the
+    segment ``start <= i < end``). "uniform" spreads ``num_frames`` evenly from ``start`` to the
+    segment's last frame; "stride" takes every ``stride``-th frame from ``start``; "first" takes
+    ``num_frames`` consecutive frames from ``start``.
 
     If the clip is too short, :class:`InputError` names the clip (``name``) unless
     ``allow_repeat`` is set; then the requested count is spread evenly over the available
     frames, so frames repeat (the motion is slowed down rather than frozen or looped).
     """
-    _check_sampling_args(num_frames, stride, start, mode)
+    _check_sampling_args(num_frames, stride, start, mode, end)
+    last = total if end is None else min(total, end)  # the segment's end (exclusive)
     needed = _frames_needed(num_frames, stride, start, mode)
-    if total < needed:
-        if not allow_repeat or start >= total:
+    if last < needed:
+        if not allow_repeat or start >= last:
             detail = _detail(num_frames, stride, start, mode)
-            raise InputError(f"{name}: has {total} frames, {needed} are needed{detail}")
-        return _spread(start, total - 1, num_frames)
+            cut = f" before frame {end}" if last < total else ""
+            raise InputError(f"{name}: has {last} frames{cut}, {needed} are needed{detail}")
+        return _spread(start, last - 1, num_frames)
     if mode == "uniform":
-        return _spread(start, total - 1, num_frames)
+        return _spread(start, last - 1, num_frames)
     step = stride if mode == "stride" else 1
     return [start + step * i for i in range(num_frames)]
 
@@ -212,13 +221,15 @@ def sample_frames(
     return array[np.asarray(indices, dtype=np.int64)]
 
 
-def _check_sampling_args(num_frames: int, stride: int | None, start: int, mode: str) -> None:
+def _check_sampling_args(num_frames: int, stride: int | None, start: int, mode: str, end: int | None = None) -> None:
     if mode not in _SAMPLING_MODES:
         raise ConfigError(f"unknown sampling mode {mode!r} (use {', '.join(_SAMPLING_MODES)})")
     if num_frames < 1:
         raise ConfigError(f"num_frames must be at least 1, got {num_frames}")
     if start < 0:
         raise ConfigError(f"start must be >= 0, got {start}")
+    if end is not None and end <= start:
+        raise ConfigError(f"end must be above start ({start}), got {end}")
     if mode == "stride" and (stride is None or stride < 1):
         raise ConfigError(f"sampling mode 'stride' needs stride >= 1, got {stride}")
 
@@ -261,8 +272,7 @@ def resize_and_crop(
 
     Downscaling uses ``cv2.INTER_AREA``, upscaling ``cv2.INTER_CUBIC``.
     """
-    if mode not in _RESIZE_MODES:
-        raise ConfigError(f"unknown resize mode {mode!r} (use {', '.join(_RESIZE_MODES)})")
+    mode = check_resize_mode(mode)
     if height < 1 or width < 1:
         raise ConfigError(f"target size must be positive, got {height}x{width}")
     if frames.ndim == 3:
@@ -280,6 +290,15 @@ def resize_and_crop(
     if cover:
         return _center_crop(resized, height, width)
     return _pad(resized, height, width, pad_value)
+
+
+def check_resize_mode(mode: str) -> ResizeMode:
+    """``mode`` as one of the names above; the command line's words crop, stretch and pad are
+    accepted too."""
+    mode = RESIZE_MODE_WORDS.get(mode, mode)
+    if mode not in _RESIZE_MODES:
+        raise ConfigError(f"unknown resize mode {mode!r} (use crop, stretch or pad)")
+    return mode
 
 
 def _scaled(size: int, scale: float, target: int, cover: bool) -> int:
@@ -328,23 +347,54 @@ def prepare_video(
     start: int = 0,
     allow_repeat: bool = False,
     resize_mode: ResizeMode = "center_crop",
+    end: int | None = None,
+    log_info: bool = False,
 ) -> torch.Tensor:
     """Read, sample, resize and normalise a clip into a float32 ``(3, F, H, W)`` tensor in
     ``[-1, 1]``.
 
     ``source`` is a path accepted by :func:`read_video`, a :class:`VideoClip`, or an array
     accepted by :func:`to_uint8_frames`. ``frame_rule`` is checked before anything is read.
+    Frames are taken from the segment ``start <= i < end`` (see :func:`sample_indices`). With
+    ``log_info``, one info line on the ``motiontune`` logger says what was done
+    (:func:`describe_preparation`).
     """
     check_frame_count(num_frames, frame_rule)
-    _check_sampling_args(num_frames, stride, start, sampling)
+    _check_sampling_args(num_frames, stride, start, sampling, end)
+    resize_mode = check_resize_mode(resize_mode)
+    seen: dict[str, Any] = {}
+
+    def select(total: int, name: str) -> list[int]:
+        seen["total"] = total
+        seen["indices"] = sample_indices(total, num_frames, stride, start, sampling, allow_repeat, name, end)
+        return seen["indices"]
+
     if isinstance(source, (VideoClip, np.ndarray, torch.Tensor)):
-        sampled = sample_frames(_load_clip(source), num_frames, stride, start, sampling, allow_repeat)
+        clip = _load_clip(source)
+        name = clip.path
+        sampled = clip.frames[np.asarray(select(len(clip.frames), name), dtype=np.int64)]
     else:  # a file or folder: only the sampled frames are decoded and kept
         name = str(source)
-        sampled = read_video(source, select=lambda total: sample_indices(
-            total, num_frames, stride, start, sampling, allow_repeat, name)).frames
+        sampled = read_video(source, select=lambda total: select(total, name)).frames
+    if log_info:
+        log.info(describe_preparation(name, seen["total"], sampled.shape[1:3], seen["indices"], sampling, stride,
+                                      (height, width), resize_mode))
     resized = resize_and_crop(sampled, height, width, resize_mode)
     return _normalise(resized).permute(3, 0, 1, 2).contiguous()
+
+
+def describe_preparation(name: str, total: int, size: tuple[int, int], indices: list[int], sampling: str,
+                         stride: int | None, target: tuple[int, int], resize_mode: str) -> str:
+    """One line saying how a clip became backbone input, e.g. ``ref.mp4: 250 frames 640x272 ->
+    17 frames (uniform, frames 0-249) at 32x32, scaled and center-cropped`` (sizes are width x height)."""
+    how = {"uniform": "uniform", "stride": f"stride {stride}", "first": "consecutive"}[sampling]
+    if len(set(indices)) < len(indices):
+        how += ", frames repeated"
+    (h, w), (th, tw) = size, target
+    resized = "same size" if (h, w) == (th, tw) else {
+        "center_crop": "scaled and center-cropped", "resize": "stretched", "pad": "scaled and padded"}[resize_mode]
+    return (f"{name}: {total} frames {w}x{h} -> {len(indices)} frames ({how}, frames {indices[0]}-{indices[-1]}) "
+            f"at {tw}x{th}, {resized}")
 
 
 def prepare_image(
@@ -382,7 +432,9 @@ __all__ = [
     "FrameRule",
     "as_frame_rule",
     "check_frame_count",
+    "check_resize_mode",
     "describe_frame_rule",
+    "describe_preparation",
     "frame_count_rule",
     "nearest_valid_frame_count",
     "prepare_image",

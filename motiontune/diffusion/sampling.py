@@ -14,12 +14,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable
 
 import torch
-from tqdm.auto import tqdm
 
 from motiontune.backbones.base import cat_conditioning
 from motiontune.checks import MAX_BATCH, MAX_GUIDANCE, MAX_SAMPLING_STEPS, MAX_SEED, MAX_SIZE, number
 from motiontune.errors import ConfigError
 from motiontune.hooks.call import DenoiserCall, denoiser_call, eval_mode
+from motiontune.utils.progress import progress as progress_bar
 
 if TYPE_CHECKING:
     from motiontune.backbones.base import BackboneSpec
@@ -127,7 +127,7 @@ def denoise(
     state: dict[str, Any] = {}
     # adapter dropout layers injected after loading start in training mode: sample in eval mode
     with eval_mode(spec.denoiser):
-        for j, t in enumerate(tqdm(timesteps, desc=desc, disable=not progress, leave=False)):
+        for j, t in enumerate(progress_bar(timesteps, desc=desc, disable=not progress, leave=False)):
             i = j + start_step
             tf = float(t)
             if cond_fn is not None:

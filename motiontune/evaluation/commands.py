@@ -7,7 +7,6 @@ import os
 from pathlib import Path
 from typing import Any
 
-import motiontune.evaluation.learned  # noqa: F401  (registers the learned metrics, listed by `motiontune list`)
 from motiontune.cli_shared import add_model_arguments, add_size_arguments, csv_list, register_command
 from motiontune.errors import ConfigError, InputError
 
@@ -237,15 +236,17 @@ def run_eval_command(s: dict[str, Any]) -> int:
         set_metrics["fvd"] = scorer.fvd([match_reference(c, f, h, w) for c in clips], [match_reference(r, f, h, w) for r in refs])
     _print_table(rows, means, skipped, set_metrics)
     if json_path:
-        from motiontune.evaluation.runner import write_json
+        from motiontune.evaluation.runner import is_number, write_json
 
-        write_json(json_path, {"videos": rows, "mean": means, "skipped": skipped, "set_metrics": set_metrics})
+        counts = {n: sum(is_number(r["metrics"].get(n)) for r in rows) for n in means}
+        write_json(json_path, {"videos": rows, "mean": means, "mean_of_videos": counts, "skipped": skipped,
+                               "set_metrics": set_metrics})
         print(f"scores written to {json_path}")
     return 0
 
 
 def _print_table(rows: list[dict[str, Any]], means: dict[str, Any], skipped: dict[str, str], set_metrics: dict[str, Any]) -> None:
-    from motiontune.evaluation.runner import is_number
+    from motiontune.evaluation.runner import is_number, is_undefined
 
     names = [n for n in means]
     header = ["video", *names]
@@ -253,13 +254,19 @@ def _print_table(rows: list[dict[str, Any]], means: dict[str, Any], skipped: dic
     for r in rows:
         values = [r["metrics"].get(n) for n in names]
         lines.append([os.path.basename(r["video"]), *[f"{v:.4f}" if is_number(v) else "n/a" for v in values]])
-    if len(rows) > 1:
-        lines.append(["mean", *[f"{means[n]:.4f}" if is_number(means[n]) else "n/a" for n in names]])
+    if len(rows) > 1:  # each mean says how many videos it covers when some have no number
+        counts = {n: sum(is_number(r["metrics"].get(n)) for r in rows) for n in names}
+        lines.append(["mean", *[(f"{means[n]:.4f}" if is_number(means[n]) else "n/a")
+                                + (f" ({counts[n]} of {len(rows)})" if counts[n] < len(rows) else "") for n in names]])
     widths = [max(len(str(x)) for x in col) for col in zip(header, *lines)]
     for line in [header, *lines]:
         print("  ".join(str(x).ljust(w) for x, w in zip(line, widths)).rstrip())
     for name, value in set_metrics.items():
         print(f"{name}: {value:.4f}" if is_number(value) else f"{name}: {value}")
+    for r in rows:  # why a metric has no number for a video
+        for name, value in r["metrics"].items():
+            if is_undefined(value):
+                print(f"{name} {value.replace('n/a: ', 'n/a for ' + os.path.basename(r['video']) + ': ', 1)}")
     for name, message in skipped.items():
         print(f"{name}: {message}")
 

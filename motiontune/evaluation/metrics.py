@@ -29,6 +29,10 @@ from motiontune.evaluation.flow import (
 
 # Flow vectors shorter than this many pixels count as "still" (see docs/metrics.md).
 DEFAULT_MIN_MAGNITUDE = 0.1
+# motion_fidelity keeps a point's track when LK tracked it in at least this share of the frames ...
+MIN_TRACKED_SHARE = 0.8
+# ... a step counting as tracked when LK back from the new position lands within this many pixels
+FORWARD_BACKWARD_PIXELS = 2.0
 
 
 def as_uint8_video(x: np.ndarray, name: str = "video") -> np.ndarray:
@@ -197,21 +201,47 @@ def dynamic_degree(
     return judge_dynamics(magnitudes, threshold)
 
 
-def _tracklet_displacements(video: np.ndarray, max_points: int) -> np.ndarray:
-    """Frame-to-frame displacements (N, F-1, 2) of first-frame corners tracked to the end.
+def _tracklet_displacements(video: np.ndarray, max_points: int) -> tuple[np.ndarray, str]:
+    """Frame-to-frame displacements (N, F-1, 2) of the first-frame corners tracked in at least
+    MIN_TRACKED_SHARE of the frames, and a note saying how many corners were found and kept.
 
-    Corners lost in any frame (LK failure or leaving the frame) are dropped.
+    A step counts as tracked when LK succeeds, stays in the frame, and tracking back lands within
+    FORWARD_BACKWARD_PIXELS of the start (LK also "succeeds" into a blank frame). A corner lost in
+    a frame is looked for in the next one from where it was last seen, in the frame it was last
+    seen in. Its positions in the frames where it was lost are interpolated linearly between
+    those where it was tracked, and continue at its last velocity after the last one (a point
+    leaving the frame).
     """
     grays = [to_gray(f) for f in video]
     points = good_features(grays[0], max_points)
-    alive = np.ones(len(points), dtype=bool)
-    positions = [points.reshape(-1, 2)]
-    for prev_gray, next_gray in zip(grays[:-1], grays[1:]):
-        points, ok = lk_step(prev_gray, next_gray, points)
-        alive &= ok
-        positions.append(points.reshape(-1, 2))
-    tracks = np.stack(positions, axis=1)[alive].astype(np.float64)  # (N, F, 2)
-    return np.diff(tracks, axis=1)
+    n, frames = len(points), len(grays)
+    positions = np.zeros((n, frames, 2))
+    tracked = np.zeros((n, frames), dtype=bool)
+    positions[:, 0], tracked[:, 0] = points.reshape(-1, 2), True
+    last_seen = np.zeros(n, dtype=int)
+    for k in range(1, frames):
+        moved, ok = points.copy(), np.zeros(n, dtype=bool)
+        for j in np.unique(last_seen):  # from the frame each point was last seen in
+            group = last_seen == j
+            moved[group], ok[group] = lk_step(grays[j], grays[k], points[group])
+            back, ok_back = lk_step(grays[k], grays[j], moved[group])
+            error = np.linalg.norm((back - points[group]).reshape(-1, 2), axis=1)
+            ok[group] &= ok_back & (error <= FORWARD_BACKWARD_PIXELS)
+        points = np.where(ok[:, None, None], moved, points)
+        last_seen[ok] = k
+        positions[:, k], tracked[:, k] = points.reshape(-1, 2), ok
+    keep = tracked.mean(axis=1) >= MIN_TRACKED_SHARE
+    steps = np.arange(frames)
+    for i in np.flatnonzero(keep & ~tracked.all(axis=1)):
+        seen = steps[tracked[i]]
+        positions[i] = np.stack([np.interp(steps, seen, positions[i, seen, a]) for a in (0, 1)], axis=1)
+        if len(seen) > 1:  # after the last tracked frame: on at the velocity of its last tracked step
+            a, b = seen[-2], seen[-1]
+            velocity = (positions[i, b] - positions[i, a]) / (b - a)
+            positions[i, b:] = positions[i, b] + np.outer(steps[b:] - b, velocity)
+    note = (f"{keep.sum()} of {n} corners tracked in >= {MIN_TRACKED_SHARE:.0%} of its {frames} frames" if n
+            else "no corner to track in its first frame")
+    return np.diff(positions[keep], axis=1), note
 
 
 def motion_fidelity(
@@ -222,21 +252,34 @@ def motion_fidelity(
 ) -> float:
     """DMT motion fidelity (Yatim et al.) with Shi-Tomasi corners and pyramidal LK tracks.
 
-    Tracklets start at up to ``max_points`` corners of each video's first frame; tracks lost
-    in any frame are dropped. Each frame-to-frame displacement is unit-normalised; the
-    similarity of two tracklets is the mean over frames of the cosine of their displacements,
+    Tracklets start at up to ``max_points`` corners of each video's first frame; a track is
+    kept when LK tracked its point in at least MIN_TRACKED_SHARE (80%) of the frames, with the
+    frames where it was lost interpolated (see docs/metrics.md). Each frame-to-frame
+    displacement is unit-normalised; the similarity of two tracklets is the mean over frames of the cosine of their displacements,
     with the still-vector rule of :func:`flow_similarity` (``min_magnitude`` pixels; frames
     still in both tracklets left out; two fully still tracklets score 1). Score: half the mean
     best match of the video's tracklets among the reference's plus half the converse. NaN
-    when either video keeps no tracklet.
+    when either video keeps no tracklet (:func:`motion_fidelity_or_reason` says why).
     """
+    score = motion_fidelity_or_reason(video, reference, max_points, min_magnitude)
+    return float("nan") if isinstance(score, str) else score
+
+
+def motion_fidelity_or_reason(
+    video: np.ndarray,
+    reference: np.ndarray,
+    max_points: int = 256,
+    min_magnitude: float = DEFAULT_MIN_MAGNITUDE,
+) -> float | str:
+    """:func:`motion_fidelity`, or where it is undefined, ``"n/a: "`` and the reason."""
     if max_points < 1:
         raise ConfigError(f"max_points must be at least 1, got {max_points}")
     v, r = _video_and_reference(video, reference, "motion_fidelity")
-    disp_v = _tracklet_displacements(v, max_points)
-    disp_r = _tracklet_displacements(r, max_points)
+    disp_v, note_v = _tracklet_displacements(v, max_points)
+    disp_r, note_r = _tracklet_displacements(r, max_points)
     if len(disp_v) == 0 or len(disp_r) == 0:
-        return float("nan")
+        notes = [f"{what}: {note}" for what, note, disp in (("video", note_v, disp_v), ("reference", note_r, disp_r)) if len(disp) == 0]
+        return f"n/a: no point to compare ({'; '.join(notes)})"
     units_v, still_v = unit_vectors(disp_v, min_magnitude)
     units_r, still_r = unit_vectors(disp_r, min_magnitude)
     similarity = mean_direction_agreement(

@@ -18,7 +18,7 @@ from motiontune.errors import ConfigError, InputError
 from motiontune.evaluation.metrics import (
     dynamic_degree,
     flow_similarity,
-    motion_fidelity,
+    motion_fidelity_or_reason,
     motion_smoothness,
     temporal_flickering,
 )
@@ -33,7 +33,8 @@ class MetricInfo:
 
     name: str
     # video -> float for kind "video"; (video, reference) -> float for "video+reference";
-    # None while a weights-based metric is not available.
+    # None while a weights-based metric is not available. A function may return "n/a: REASON"
+    # where the metric is undefined for these videos.
     function: Callable[..., float] | None
     kind: MetricKind
     value_range: tuple[float, float]
@@ -84,7 +85,7 @@ METRICS: dict[str, MetricInfo] = {
         ),
         MetricInfo(
             name="motion_fidelity",
-            function=motion_fidelity,
+            function=motion_fidelity_or_reason,
             kind="video+reference",
             value_range=(-1.0, 1.0),
             higher_is_better=True,
@@ -122,7 +123,8 @@ def _lookup(names: Iterable[str]) -> list[MetricInfo]:
 def compute_metrics(
     names: Iterable[str], video: np.ndarray, reference: np.ndarray | None = None
 ) -> dict[str, MetricValue]:
-    """Run the named metrics; a number per metric, or ``"skipped: needs ..."``.
+    """Run the named metrics; a number per metric, ``"skipped: needs ..."``, or ``"n/a: ..."`` with
+    the reason where a metric is undefined for these videos.
 
     All names are checked before anything runs: unknown names raise :class:`ConfigError`, a
     reference metric without ``reference`` raises :class:`InputError`.
@@ -136,8 +138,7 @@ def compute_metrics(
     for info in infos:
         if info.function is None:
             results[info.name] = f"skipped: needs {info.weights}"
-        elif info.kind == "video":
-            results[info.name] = float(info.function(video))
         else:
-            results[info.name] = float(info.function(video, reference))
+            value = info.function(video) if info.kind == "video" else info.function(video, reference)
+            results[info.name] = value if isinstance(value, str) else float(value)
     return results

@@ -25,9 +25,10 @@ def _is_number(value: Any) -> bool:
 
 
 def metric_names(results: Sequence[dict[str, Any]]) -> list[str]:
-    """Metrics that were computed (numbers, or NaN / None where undefined, e.g. nothing to track), in
+    """Metrics that were computed (numbers, or NaN / None / "n/a: ..." where undefined, e.g. nothing to track), in
     registry order, then extra scorers' metrics in order of appearance."""
-    seen = list(dict.fromkeys(n for r in results for v in r["videos"] for n, x in v["metrics"].items() if not isinstance(x, str)))
+    seen = list(dict.fromkeys(n for r in results for v in r["videos"] for n, x in v["metrics"].items()
+                              if not isinstance(x, str) or x.startswith("n/a")))
     registered = [n for n in METRICS if n in seen]
     return registered + [n for n in seen if n not in METRICS]
 

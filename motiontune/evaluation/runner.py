@@ -172,6 +172,11 @@ def is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
+def is_undefined(value: Any) -> bool:
+    """Whether a metric value is ``"n/a: REASON"``: computed, but undefined for this video."""
+    return isinstance(value, str) and value.startswith("n/a")
+
+
 # ------------------------------------------------------------------------------------------
 # The benchmark
 # ------------------------------------------------------------------------------------------
@@ -492,13 +497,13 @@ def summarize_scores(scores: Sequence[dict[str, MetricValue]]) -> tuple[dict[str
     for name in names:
         values = [s[name] for s in scores if name in s]
         numbers = [float(v) for v in values if is_number(v)]
-        texts = [v for v in values if isinstance(v, str)]
+        texts = [v for v in values if isinstance(v, str) and not is_undefined(v)]
         if numbers:
             means[name] = float(np.mean(numbers))
         elif texts:
             skipped[name] = texts[0]
         else:
-            means[name] = None  # NaN everywhere (e.g. nothing to track)
+            means[name] = None  # NaN or "n/a: ..." everywhere (e.g. nothing to track)
     return means, skipped
 
 

@@ -14,7 +14,7 @@ PROBE_EXAMPLE = """example:
       --caption "a red circle orbits on a black background" \\
       --edit-caption "a blue square orbits on a black background" \\
       --grid-step 100 --steps 50 --output probes/orbit
-  motiontune probe --backbone zeroscope --video dog.mp4 --caption "a dog runs on the beach" \\
+  motiontune probe --backbone zeroscope-v2-576w --video dog.mp4 --caption "a dog runs on the beach" \\
       --edit-caption "a tiger runs on the beach" --clip openai/clip-vit-base-patch32 \\
       --num-frames 16 --height 256 --width 256 --output probes/dog
 

@@ -27,12 +27,12 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import torch
-from tqdm.auto import tqdm
 
 from motiontune.backbones.base import cat_conditioning
 from motiontune.diffusion.sampling import SamplingConfig, denoise
 from motiontune.errors import ConfigError
 from motiontune.hooks.call import DenoiserCall, denoiser_call, eval_mode
+from motiontune.utils.progress import progress as progress_bar
 
 if TYPE_CHECKING:
     from motiontune.backbones.base import BackboneSpec
@@ -180,7 +180,7 @@ def invert(
         def alpha(step: int) -> float:
             return float(alphas[step]) if step >= 0 else final
 
-    for k in tqdm(range(n - 1, -1, -1), desc="inverting", disable=not progress, leave=False):
+    for k in progress_bar(range(n - 1, -1, -1), desc="inverting", disable=not progress, leave=False):
         t = timesteps[k]
         with eval_mode(spec.denoiser):
             out = _model_output(spec, x, t, cond, uncond, guidance, recipe)

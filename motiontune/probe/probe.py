@@ -51,13 +51,13 @@ from typing import TYPE_CHECKING, Any, Callable, Literal
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from motiontune.data.video_io import to_uint8_frames
 from motiontune.diffusion.schedules import NUM_TRAIN_TIMESTEPS
 from motiontune.errors import ConfigError
 from motiontune.evaluation.metrics import flow_similarity
 from motiontune.probe.inversion import InversionResult, Reconstruction, decode, reconstruct, resample
+from motiontune.utils.progress import progress as progress_bar
 from motiontune.utils.targets import Target, check_target, resolve_target
 
 if TYPE_CHECKING:
@@ -428,7 +428,7 @@ class Probe:
         rows = []
         pairs = grid_pairs(cfg.grid_step)
         low_end = min(e for _, e in pairs)
-        for tau_start, tau_end in tqdm(pairs, desc="probe grid", disable=not self.progress, leave=False):
+        for tau_start, tau_end in progress_bar(pairs, desc="probe grid", disable=not self.progress, leave=False):
             steps = edit_steps(inv.timesteps, tau_start, tau_end)
             key = (inv.step_index(tau_start) if cfg.start == "inverted" else None, tuple(steps))
             if key not in self._cache:

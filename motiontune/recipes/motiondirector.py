@@ -178,7 +178,10 @@ class MotionDirectorRecipe(NamedLoraRecipe):
         if (sampling.num_frames, sampling.height, sampling.width) != (f, h, w):
             raise ConfigError(f"noise_prior needs the training size {f}x{h}x{w} (frames x height x width); "
                               f"got {sampling.num_frames}x{sampling.height}x{sampling.width}")
-        pixels = prepare_video(path, f, h, w, frame_rule=spec.frame_rule)
+        taken = metadata.get("frames") or {}  # the frames and resize of training (absent in older folders)
+        pixels = prepare_video(path, f, h, w, frame_rule=spec.frame_rule, sampling=taken.get("sampling", "uniform"),
+                               stride=taken.get("stride"), start=taken.get("start", 0), end=taken.get("end"),
+                               resize_mode=taken.get("resize_mode", "center_crop"))
         inversion = invert(spec, encode(spec, pixels), captions[0] if captions else "", sampling.num_inference_steps, recipe=self)
         inverted = inversion.latents[0].float().cpu()
         fresh = initial_noise(spec, sampling, len(prompts)).float().cpu()

@@ -26,7 +26,6 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import torch
-from tqdm.auto import tqdm
 
 from motiontune.checks import MAX_BATCH, MAX_LEARNING_RATE, MAX_SAMPLING_STEPS, MAX_SEED, MAX_STEPS, number
 from motiontune.data.dataset import LatentCache, Sample, TrainingData, content_key
@@ -45,6 +44,7 @@ from motiontune.training.checkpoint import (
     swap_in,
 )
 from motiontune.training.plan import BUILTIN_POOLS, Pass, StageSpan, check_pass, layout_stages, stage_at, stage_summary
+from motiontune.utils.progress import progress
 
 if TYPE_CHECKING:
     from motiontune.backbones.base import BackboneSpec
@@ -568,7 +568,7 @@ class Trainer:
             self.accelerator.init_trackers("motiontune", config={k: v for k, v in asdict(cfg).items() if isinstance(v, (int, float, str, bool))})
         losses: list[float] = []
         began = self._began = time.time()
-        bar = tqdm(
+        bar = progress(
             total=cfg.steps, initial=start, desc=f"training {self.recipe.name}", unit="step",
             disable=not (cfg.progress and self.accelerator.is_local_main_process), dynamic_ncols=True,
         )
@@ -578,8 +578,8 @@ class Trainer:
             loss, parts = self.train_step(step)
             self._check_finite(step, loss)
             losses.append(loss)
-            bar.update(1)
             bar.set_postfix(loss=f"{loss:.4f}")
+            bar.update(1)
             if cfg.tensorboard and (step + 1) % max(1, cfg.log_every) == 0:
                 self.accelerator.log({"loss": loss, **{f"loss/{k}": v for k, v in parts.items()}}, step=step + 1)
             done = step + 1
@@ -605,7 +605,9 @@ class Trainer:
 
     def save_final(self) -> None:
         meta = {
-            "backbone": {"family": self.spec.family, "source": self.spec.source},
+            # the model as the user named it ('toy', an alias, a hub id; a folder as an absolute path), not
+            # the folder it was found in here, so that the adapter loads on another machine
+            "backbone": {"family": self.spec.family, "source": getattr(self.spec, "name", self.spec.source)},
             "training": {k: v for k, v in asdict(self.config).items() if k not in ("progress",)},
             "stages": stage_summary(self.spans),
             **self.metadata,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import shutil
 import tempfile
@@ -51,6 +52,19 @@ def read_text(path: str) -> str:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise InputError(f"{path}: not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start})") from None
+
+
+def content_hash(path: str) -> str:
+    """sha256 (hex) of a file's bytes, or of a folder's files (relative names and bytes, in sorted order)."""
+    h = hashlib.sha256()
+    files = [path] if os.path.isfile(path) else sorted(os.path.join(r, f) for r, _, names in os.walk(path) for f in names)
+    for name in files:
+        if name != path:
+            h.update(os.path.relpath(name, path).encode("utf-8", "surrogateescape") + b"\0")
+        with open(name, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                h.update(block)
+    return h.hexdigest()
 
 
 def check_can_write_in(folder: str, target: str) -> None:
