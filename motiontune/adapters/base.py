@@ -6,7 +6,9 @@ timestep at sampling) and its own on/off switch, and can be saved and loaded alo
 may ship only some of its branches. Plain LoRA adapters are peft's (each adapter's file loads
 with diffusers' ``load_lora_weights`` where the pipeline supports it); a method whose layer
 peft cannot express registers its own layers here, keeping the same contract (see
-:class:`MultiAdapterLayer`).
+:class:`MultiAdapterLayer`): gated LoRA (:mod:`motiontune.adapters.gated_lora`,
+:meth:`AdapterSet.add_gated_lora`) is one, written with its own key layout that diffusers'
+``load_lora_weights`` cannot read (motiontune loads it).
 """
 
 from __future__ import annotations
@@ -16,6 +18,13 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import torch
 
+from motiontune.adapters.gated_lora import (
+    GatedLoraConfig,
+    gated_lora_parameters,
+    inject_gated_lora,
+    load_gated_lora,
+    save_gated_lora,
+)
 from motiontune.adapters.lora import activate_all, inject_lora, load_lora_state, lora_parameters, save_lora_for_diffusers
 from motiontune.errors import ConfigError
 
@@ -46,19 +55,42 @@ class AdapterSet:
 
     def __init__(self, spec: "BackboneSpec"):
         self.spec = spec
-        self.configs: dict[str, "LoraConfig"] = {}
+        #: peft ``LoraConfig`` of each LoRA adapter, :class:`GatedLoraConfig` of each gated one
+        self.configs: dict[str, "LoraConfig | GatedLoraConfig"] = {}
         self._scales: dict[str, float] = {}
         self._enabled: dict[str, bool] = {}
 
     # ------------------------------------------------------------------ building
-    def add_lora(self, name: str, targets: list[str], rank: int, alpha: float, dropout: float = 0.0) -> None:
+    def _check_new(self, name: str) -> None:
         if not name or "." in name or "/" in name:
             raise ConfigError(f"adapter names must be non-empty and hold no '.' or '/' (got {name!r})")
         if name in self.configs:
             raise ConfigError(f"adapter {name!r} is already in this set")
+
+    def add_lora(self, name: str, targets: list[str], rank: int, alpha: float, dropout: float = 0.0) -> None:
+        self._check_new(name)
         self.configs[name] = inject_lora(self.spec.denoiser, targets, rank, alpha, dropout, adapter_name=name)
         self._scales[name] = 1.0
         self._enabled[name] = True
+
+    def add_gated_lora(self, name: str, targets: list[str], rank: int, alpha: float, dropout: float = 0.1,
+                       gate: str = "mean", scale_mode: str = "raw") -> None:
+        """A gated LoRA adapter (GLoRA, :mod:`motiontune.adapters.gated_lora`) on the ``nn.Linear``
+        layers ``targets``: ``gate`` "mean" (one gate per layer and call, the authors' code),
+        "token" or "none"; ``scale_mode`` "raw" (s = alpha, the authors' code) or "alpha_over_r".
+
+        Its file (:meth:`save`) has its own key layout: diffusers' ``load_lora_weights`` cannot
+        load it, since the gate depends on the layer's input; :meth:`load` (and so motiontune's
+        ``generate`` and Python API) does."""
+        self._check_new(name)
+        self.configs[name] = inject_gated_lora(self.spec.denoiser, targets, rank, alpha, dropout, adapter_name=name,
+                                               gate=gate, scale_mode=scale_mode)
+        self._scales[name] = 1.0
+        self._enabled[name] = True
+
+    def is_gated(self, name: str) -> bool:
+        self._check(name)
+        return isinstance(self.configs[name], GatedLoraConfig)
 
     @property
     def names(self) -> list[str]:
@@ -76,7 +108,8 @@ class AdapterSet:
     # ------------------------------------------------------------------ parameters
     def parameters(self, name: str) -> dict[str, torch.nn.Parameter]:
         """Adapter ``name``'s parameters by their names in the denoiser."""
-        self._check(name)
+        if self.is_gated(name):
+            return gated_lora_parameters(self.spec.denoiser, name)
         return lora_parameters(self.spec.denoiser, name)
 
     # ------------------------------------------------------------------ scales and switches
@@ -125,12 +158,21 @@ class AdapterSet:
 
     # ------------------------------------------------------------------ files
     def save(self, folder: str, names: list[str] | None = None) -> dict[str, dict]:
-        """Write each adapter of ``names`` (default all) to its own file; returns their descriptions."""
+        """Write each adapter of ``names`` (default all) to its own file; returns their descriptions.
+
+        A LoRA adapter's file is keyed as diffusers' ``load_lora_weights`` expects; a gated one's
+        has its own layout (``<denoiser attr>.<module>.gated_down/gated_up/gated_gate.weight``,
+        settings in the file's metadata), which only :meth:`load` reads."""
         os.makedirs(folder, exist_ok=True)
         out = {}
         for name in names if names is not None else self.names:
-            self._check(name)
+            gated = self.is_gated(name)
             cfg = self.configs[name]
+            if gated:
+                save_gated_lora(self.spec, folder, cfg, name, adapter_file(name))
+                out[name] = {"kind": "gated_lora", "file": adapter_file(name), "rank": int(cfg.r), "alpha": float(cfg.lora_alpha),
+                             "gate": cfg.gate, "scale_mode": cfg.scale_mode, "targets": sorted(cfg.target_modules)}
+                continue
             save_lora_for_diffusers(self.spec, folder, cfg, name, adapter_file(name))
             out[name] = {"kind": "lora", "file": adapter_file(name), "rank": int(cfg.r), "alpha": float(cfg.lora_alpha),
                          "targets": sorted(cfg.target_modules)}
@@ -138,5 +180,7 @@ class AdapterSet:
 
     def load(self, folder: str, names: list[str]) -> None:
         for name in names:
-            self._check(name)
-            load_lora_state(self.spec, folder, name, adapter_file(name))
+            if self.is_gated(name):
+                load_gated_lora(self.spec, folder, name, adapter_file(name))
+            else:
+                load_lora_state(self.spec, folder, name, adapter_file(name))

@@ -10,7 +10,8 @@ A recipe
   for methods with several branches, lays out stages and passes (:meth:`Recipe.branches`,
   :meth:`Recipe.stages`, :meth:`Recipe.passes`, :meth:`Recipe.pools`; see
   :mod:`motiontune.training.plan`),
-* adds loss terms (:meth:`Recipe.losses`, from :mod:`motiontune.losses`), edits gradients
+* may change the diffusion noise of training passes (:meth:`Recipe.training_noise`), adds loss
+  terms (:meth:`Recipe.losses`, from :mod:`motiontune.losses`), edits gradients
   (:meth:`Recipe.after_backward`),
 * may edit the text conditioning (:meth:`Recipe.condition`) and wrap every denoiser call in a
   context (:meth:`Recipe.forward_context`), in training, validation, sampling and the probe alike
@@ -200,6 +201,12 @@ class Recipe:
     def forward_context(self, call: "DenoiserCall") -> contextlib.AbstractContextManager:
         """A context entered around every denoiser call (default: none)."""
         return contextlib.nullcontext()
+
+    def training_noise(self, noise: torch.Tensor, kind: str, pass_name: str, generator: torch.Generator) -> torch.Tensor:
+        """The diffusion noise of a training pass, before it makes the noisy input and the target
+        (default: unchanged, drawing nothing from ``generator``). ``kind`` is the pool the batch
+        came from ("video", "image", ...), ``generator`` the pass's seeded generator."""
+        return noise
 
     def on_step_start(self, step: int, kind: str) -> None:
         """Called before the forward pass of each step."""

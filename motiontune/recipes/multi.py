@@ -1,9 +1,9 @@
 """Shared block of the recipes with several named LoRA adapters (branches).
 
 A recipe built on :class:`NamedLoraRecipe` declares its adapters (name -> attention kinds,
-projections, rank, alpha, dropout) in :meth:`NamedLoraRecipe.adapter_plan`; this block injects
-them as named peft adapters on one denoiser (:class:`motiontune.adapters.base.AdapterSet`),
-makes each adapter a branch with its own optimizer, saves the adapters the recipe ships (each in
+projections, rank, alpha, dropout; or explicit layers, and the kind: peft LoRA or gated LoRA) in
+:meth:`NamedLoraRecipe.adapter_plan`; this block injects them as named adapters on one denoiser
+(:class:`motiontune.adapters.base.AdapterSet`), makes each adapter a branch with its own optimizer, saves the adapters the recipe ships (each in
 its own file, ``adapter_<name>.safetensors``) and, on load, injects the shipped ones and refuses
 a folder that lacks an adapter the recipe needs at inference. At sampling, the adapters of
 ``inference_adapters`` follow the recipe's timestep schedule and the others are switched off.
@@ -28,13 +28,20 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class AdapterDecl:
-    """Where one named LoRA adapter goes and its size."""
+    """Where one named adapter goes, its kind and its size."""
 
     attention: tuple[str, ...]
     projections: tuple[str, ...] = PROJECTION_ROLES
     rank: int = 16
     alpha: float = 16.0
     dropout: float = 0.0
+    #: "lora" (peft) or "gated" (gated LoRA, :mod:`motiontune.adapters.gated_lora`)
+    kind: str = "lora"
+    #: full names of the ``nn.Linear`` layers to adapt, instead of ``attention`` x ``projections``
+    modules: tuple[str, ...] | None = None
+    #: gated adapters: the gate ("mean", "token", "none") and the scale ("raw": alpha, "alpha_over_r")
+    gate: str = "mean"
+    scale_mode: str = "raw"
 
 
 class NamedLoraRecipe(Recipe):
@@ -67,12 +74,20 @@ class NamedLoraRecipe(Recipe):
         self.adapters = AdapterSet(spec)
         for name in names:
             decl = plan[name]
-            sites = spec.sites(decl.attention)
-            if not sites:
-                have = sorted({s.kind for s in spec.attention_sites()})
-                raise ConfigError(f"adapter {name!r}: {spec.family} has no {'/'.join(decl.attention)} attention; it has: {', '.join(have)}")
-            targets = lora_target_modules(sites, decl.projections)
-            self.adapters.add_lora(name, targets, decl.rank, decl.alpha, decl.dropout)
+            if decl.modules is not None:
+                targets = list(decl.modules)
+            else:
+                sites = spec.sites(decl.attention)
+                if not sites:
+                    have = sorted({s.kind for s in spec.attention_sites()})
+                    raise ConfigError(f"adapter {name!r}: {spec.family} has no {'/'.join(decl.attention)} attention; it has: {', '.join(have)}")
+                targets = lora_target_modules(sites, decl.projections)
+            if decl.kind == "gated":
+                self.adapters.add_gated_lora(name, targets, decl.rank, decl.alpha, decl.dropout, gate=decl.gate, scale_mode=decl.scale_mode)
+            elif decl.kind == "lora":
+                self.adapters.add_lora(name, targets, decl.rank, decl.alpha, decl.dropout)
+            else:
+                raise ConfigError(f"adapter {name!r}: unknown adapter kind {decl.kind!r} (lora, gated)")
 
     def prepare_load(self, info: dict[str, Any], folder: str) -> None:
         """Before :meth:`apply` on load: inject only the adapters the folder holds, and refuse a

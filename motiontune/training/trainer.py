@@ -417,6 +417,7 @@ class Trainer:
         self.recipe.on_step_start(step, kind)
         samples, x0, cond, weight = self._draw(kind, gen, span, p.flip)
         noise = torch.randn(x0.shape, generator=gen).to(x0)
+        noise = self.recipe.training_noise(noise, kind, p.name, gen)  # input and target alike
         ts = cfg.timestep_settings(step)
         if hasattr(self.schedule, "shift"):
             self.schedule.shift = float(ts["shift"])
