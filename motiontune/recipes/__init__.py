@@ -17,6 +17,7 @@ _RECIPES: dict[str, str] = {
     "full": "motiontune.recipes.full:FullRecipe",
     "timestep": "motiontune.recipes.timestep:TimestepRecipe",
     "motiondirector": "motiontune.recipes.motiondirector:MotionDirectorRecipe",
+    "jointtuner": "motiontune.recipes.jointtuner:JointTunerRecipe",
 }
 
 

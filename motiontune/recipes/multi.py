@@ -3,9 +3,10 @@
 A recipe built on :class:`NamedLoraRecipe` declares its adapters (name -> attention kinds,
 projections, rank, alpha, dropout; or explicit layers, and the kind: peft LoRA or gated LoRA) in
 :meth:`NamedLoraRecipe.adapter_plan`; this block injects them as named adapters on one denoiser
-(:class:`motiontune.adapters.base.AdapterSet`), makes each adapter a branch with its own optimizer, saves the adapters the recipe ships (each in
-its own file, ``adapter_<name>.safetensors``) and, on load, injects the shipped ones and refuses
-a folder that lacks an adapter the recipe needs at inference. At sampling, the adapters of
+(:class:`motiontune.adapters.base.AdapterSet`), makes each adapter a branch with its own
+optimizer, saves the adapters the recipe ships (each in its own file,
+``adapter_<name>.safetensors``) and, on load, injects the shipped ones and refuses a folder that
+lacks an adapter the recipe needs at inference. At sampling, the adapters of
 ``inference_adapters`` follow the recipe's timestep schedule and the others are switched off.
 """
 
