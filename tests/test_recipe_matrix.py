@@ -1,7 +1,8 @@
 """Every registered recipe x every tiny backbone (and the toy model's architecture).
 
 Shared checks, picked up by a new recipe without editing this file:
-* every named adapter (every branch), made non-zero, changes the output;
+* every named adapter (every branch), made non-zero, changes the output (a branch that acts only
+  through others, such as a controller weighting adapters, with those made non-zero too);
 * all adapters at scale 0 give the base output exactly;
 * a save/load round trip gives identical output (at the recipe's inference schedule);
 * a training step changes only what its stage and passes declare: the branches it trained move,
@@ -82,16 +83,21 @@ def test_recipe_adapters_scale_zero_and_round_trip(recipe_name, backbone, tiny_m
     assert branches and all(branches.values())
     # at initialisation every adapter that starts as a no-op gives the base output; then each
     # branch, made non-zero alone, changes the output
+    # (a branch that acts only through others, Recipe.branch_prerequisites, with those made non-zero first)
     _set_all_scales(recipe, 1.0)
     for i, (name, params) in enumerate(branches.items()):
-        before = {k: v.detach().clone() for k, v in params.items()}
+        needs = [branches[b] for b in recipe.branch_prerequisites.get(name, ())]
+        before = {k: v.detach().clone() for ps in [params, *needs] for k, v in ps.items()}
+        for j, ps in enumerate(needs):
+            _perturb(ps, 50 + j)
         reference = _out(spec, recipe, x, t, cond, schedule=False)
         _perturb(params, i + 1)
         changed = _out(spec, recipe, x, t, cond, schedule=False)
         assert not torch.equal(changed, reference), f"branch {name!r} of {recipe_name} changes nothing on {backbone}"
         with torch.no_grad():
-            for k, p in params.items():
-                p.copy_(before[k])
+            for ps in [params, *needs]:
+                for k, p in ps.items():
+                    p.copy_(before[k])
     for i, params in enumerate(branches.values()):
         _perturb(params, 100 + i)
     # all adapters at scale 0: the base output exactly

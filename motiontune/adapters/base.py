@@ -8,7 +8,8 @@ with diffusers' ``load_lora_weights`` where the pipeline supports it); a method 
 peft cannot express registers its own layers here, keeping the same contract (see
 :class:`MultiAdapterLayer`): gated LoRA (:mod:`motiontune.adapters.gated_lora`,
 :meth:`AdapterSet.add_gated_lora`) is one, written with its own key layout that diffusers'
-``load_lora_weights`` cannot read (motiontune loads it).
+``load_lora_weights`` cannot read (motiontune loads it); bottleneck block adapters
+(:mod:`motiontune.adapters.block_adapter`, :meth:`AdapterSet.add_block_adapter`, DualReal) another.
 """
 
 from __future__ import annotations
@@ -18,6 +19,13 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import torch
 
+from motiontune.adapters.block_adapter import (
+    BlockAdapterConfig,
+    block_adapter_parameters,
+    inject_block_adapter,
+    load_block_adapter,
+    save_block_adapter,
+)
 from motiontune.adapters.gated_lora import (
     GatedLoraConfig,
     gated_lora_parameters,
@@ -55,8 +63,9 @@ class AdapterSet:
 
     def __init__(self, spec: "BackboneSpec"):
         self.spec = spec
-        #: peft ``LoraConfig`` of each LoRA adapter, :class:`GatedLoraConfig` of each gated one
-        self.configs: dict[str, "LoraConfig | GatedLoraConfig"] = {}
+        #: peft ``LoraConfig`` of each LoRA adapter, :class:`GatedLoraConfig` of each gated one,
+        #: :class:`BlockAdapterConfig` of each block adapter
+        self.configs: dict[str, "LoraConfig | GatedLoraConfig | BlockAdapterConfig"] = {}
         self._scales: dict[str, float] = {}
         self._enabled: dict[str, bool] = {}
 
@@ -88,9 +97,25 @@ class AdapterSet:
         self._scales[name] = 1.0
         self._enabled[name] = True
 
+    def add_block_adapter(self, name: str, hidden: int = 64, residual: bool = False) -> None:
+        """A bottleneck adapter (:mod:`motiontune.adapters.block_adapter`) on the attention and the
+        feed-forward of every transformer block: ``Linear(d, hidden) -> GELU -> Linear(hidden, d)``,
+        the up projection zero-initialised (a no-op at first; ``residual=True``: the authors' DualReal
+        code's ``x + ...`` inside the adapter, not a no-op). Its weight per block comes from the
+        layers' weight source (:func:`motiontune.adapters.block_adapter.set_weight_source`; default 1)
+        times its scale here. Its file has its own key layout, which only :meth:`load` reads."""
+        self._check_new(name)
+        self.configs[name] = inject_block_adapter(self.spec, name, hidden, residual)
+        self._scales[name] = 1.0
+        self._enabled[name] = True
+
     def is_gated(self, name: str) -> bool:
         self._check(name)
         return isinstance(self.configs[name], GatedLoraConfig)
+
+    def is_block(self, name: str) -> bool:
+        self._check(name)
+        return isinstance(self.configs[name], BlockAdapterConfig)
 
     @property
     def names(self) -> list[str]:
@@ -110,6 +135,8 @@ class AdapterSet:
         """Adapter ``name``'s parameters by their names in the denoiser."""
         if self.is_gated(name):
             return gated_lora_parameters(self.spec.denoiser, name)
+        if self.is_block(name):
+            return block_adapter_parameters(self.spec.denoiser, name)
         return lora_parameters(self.spec.denoiser, name)
 
     # ------------------------------------------------------------------ scales and switches
@@ -162,12 +189,19 @@ class AdapterSet:
 
         A LoRA adapter's file is keyed as diffusers' ``load_lora_weights`` expects; a gated one's
         has its own layout (``<denoiser attr>.<module>.gated_down/gated_up/gated_gate.weight``,
-        settings in the file's metadata), which only :meth:`load` reads."""
+        settings in the file's metadata), and a block adapter's too
+        (``<denoiser attr>.<block>.block_adapter_<attn|ff>.down/up.weight/bias``); only :meth:`load`
+        reads those."""
         os.makedirs(folder, exist_ok=True)
         out = {}
         for name in names if names is not None else self.names:
             gated = self.is_gated(name)
             cfg = self.configs[name]
+            if isinstance(cfg, BlockAdapterConfig):
+                save_block_adapter(self.spec, folder, cfg, name, adapter_file(name))
+                out[name] = {"kind": "block_adapter", "file": adapter_file(name), "hidden": int(cfg.hidden),
+                             "residual": bool(cfg.residual), "blocks": len(cfg.blocks)}
+                continue
             if gated:
                 save_gated_lora(self.spec, folder, cfg, name, adapter_file(name))
                 out[name] = {"kind": "gated_lora", "file": adapter_file(name), "rank": int(cfg.r), "alpha": float(cfg.lora_alpha),
@@ -182,5 +216,7 @@ class AdapterSet:
         for name in names:
             if self.is_gated(name):
                 load_gated_lora(self.spec, folder, name, adapter_file(name))
+            elif self.is_block(name):
+                load_block_adapter(self.spec, folder, name, adapter_file(name))
             else:
                 load_lora_state(self.spec, folder, name, adapter_file(name))

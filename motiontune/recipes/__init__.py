@@ -18,6 +18,7 @@ _RECIPES: dict[str, str] = {
     "timestep": "motiontune.recipes.timestep:TimestepRecipe",
     "motiondirector": "motiontune.recipes.motiondirector:MotionDirectorRecipe",
     "jointtuner": "motiontune.recipes.jointtuner:JointTunerRecipe",
+    "dualreal": "motiontune.recipes.dualreal:DualRealRecipe",
 }
 
 

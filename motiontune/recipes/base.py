@@ -133,6 +133,10 @@ class Recipe:
     config_cls: ClassVar[type[RecipeConfig]] = RecipeConfig
     #: optimizer steps when the user gives none (None: the trainer's default)
     default_steps: ClassVar[int | None] = None
+    #: branches that act only through other branches (a controller that weights adapters, which
+    #: changes nothing while those are zero): ``{branch: (branches it acts through, ...)}``; the
+    #: recipe matrix makes those non-zero before checking that the branch changes the output
+    branch_prerequisites: ClassVar[dict[str, tuple[str, ...]]] = {}
 
     def __init__(self, config: RecipeConfig | None = None, **overrides: Any):
         if config is None:

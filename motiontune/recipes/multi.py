@@ -1,7 +1,8 @@
 """Shared block of the recipes with several named LoRA adapters (branches).
 
 A recipe built on :class:`NamedLoraRecipe` declares its adapters (name -> attention kinds,
-projections, rank, alpha, dropout; or explicit layers, and the kind: peft LoRA or gated LoRA) in
+projections, rank, alpha, dropout; or explicit layers, and the kind: peft LoRA, gated LoRA, or a
+bottleneck block adapter on every transformer block) in
 :meth:`NamedLoraRecipe.adapter_plan`; this block injects them as named adapters on one denoiser
 (:class:`motiontune.adapters.base.AdapterSet`), makes each adapter a branch with its own
 optimizer, saves the adapters the recipe ships (each in its own file,
@@ -36,13 +37,17 @@ class AdapterDecl:
     rank: int = 16
     alpha: float = 16.0
     dropout: float = 0.0
-    #: "lora" (peft) or "gated" (gated LoRA, :mod:`motiontune.adapters.gated_lora`)
+    #: "lora" (peft), "gated" (gated LoRA, :mod:`motiontune.adapters.gated_lora`) or "block" (a
+    #: bottleneck adapter on the attention and feed-forward of every block, of width ``rank``;
+    #: :mod:`motiontune.adapters.block_adapter`; ``attention``/``projections``/``modules`` unused)
     kind: str = "lora"
     #: full names of the ``nn.Linear`` layers to adapt, instead of ``attention`` x ``projections``
     modules: tuple[str, ...] | None = None
     #: gated adapters: the gate ("mean", "token", "none") and the scale ("raw": alpha, "alpha_over_r")
     gate: str = "mean"
     scale_mode: str = "raw"
+    #: block adapters: the identity residual inside the adapter (the DualReal code's variant)
+    residual: bool = False
 
 
 class NamedLoraRecipe(Recipe):
@@ -75,6 +80,9 @@ class NamedLoraRecipe(Recipe):
         self.adapters = AdapterSet(spec)
         for name in names:
             decl = plan[name]
+            if decl.kind == "block":
+                self.adapters.add_block_adapter(name, decl.rank, decl.residual)
+                continue
             if decl.modules is not None:
                 targets = list(decl.modules)
             else:
@@ -88,7 +96,7 @@ class NamedLoraRecipe(Recipe):
             elif decl.kind == "lora":
                 self.adapters.add_lora(name, targets, decl.rank, decl.alpha, decl.dropout)
             else:
-                raise ConfigError(f"adapter {name!r}: unknown adapter kind {decl.kind!r} (lora, gated)")
+                raise ConfigError(f"adapter {name!r}: unknown adapter kind {decl.kind!r} (lora, gated, block)")
 
     def prepare_load(self, info: dict[str, Any], folder: str) -> None:
         """Before :meth:`apply` on load: inject only the adapters the folder holds, and refuse a

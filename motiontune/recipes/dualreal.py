@@ -1,0 +1,272 @@
+"""``dualreal``: identity and motion learned jointly in two sets of block adapters, weighted per
+group of blocks and per timestep by the StageBlender controller (DualReal; METHODS.md section 3
+and "What the public code does").
+
+* **Adapters** (:mod:`motiontune.adapters.block_adapter`): in every transformer block, an
+  ``identity`` and a ``motion`` bottleneck adapter, ``Linear(d, 64) -> GELU -> Linear(64, d)``, on
+  the self-attention's output and on the feed-forward's output, reading the block's normed tokens
+  (text and video where the attention is joint: CogVideoX, HunyuanVideo). The up projection is
+  zero-initialised, so by default the model starts as the base model exactly; ``residual=True`` is
+  the authors' code's variant (``x + up(gelu(down(x)))`` inside the adapter, which is *not* a no-op
+  at initialisation: each branch adds ``w * x``). Each update is added to the sub-module's output
+  before the block's gate, as in the code. Backbones: CogVideoX, Wan and the toy model (its
+  blocks), HunyuanVideo (dual-stream blocks: the feed-forward adapter also acts on the text
+  stream's ``ff_context``; single-stream blocks: on the attention's output before ``proj_out`` and
+  on ``proj_out``'s output, reading the block's normed ``[video; text]`` tokens), Latte (each
+  spatial and each temporal block). UNet3D, not a DiT, is supported the same way, an extension of
+  ours: the pair goes in each of its spatial and temporal transformer blocks, each adapter of its
+  block's width, and the controller reads the first block's (``transformer_in``'s) tokens.
+* **StageBlender controller** (:mod:`motiontune.adapters.stage_blender`, branch ``controller``):
+  the max-pooled tokens entering the first block and the timestep embedding, adaLN-style fusion,
+  an MLP and a zero-initialised head give ``alpha = 0.2 * sigmoid(...)`` per sample and per group
+  of consecutive blocks. Following the paper (section 3.2: "the motion adapter outputs are scaled
+  by weight coefficient alpha_i, with identity outputs weighted by the complementary
+  coefficient"), the **motion** adapter takes ``alpha`` and the **identity** adapter ``0.2 - alpha``
+  (``alpha_branch="motion"``). The authors' code does the reverse: its ``dynamic_alpha_beta[0]``,
+  the controller's output, scales the identity adapter and ``0.2 - alpha`` the motion adapter
+  (``alpha_branch="identity"``). The two are the same family of functions (``sigmoid(-x) = 1 -
+  sigmoid(x)``: a head with flipped sign), so the choice only changes which weight the controller's
+  output reads as. Groups: ``blocks_per_group`` consecutive blocks each (default 6, so CogVideoX-5B's
+  42 blocks make the paper's 7 groups; the last group may be smaller), or ``groups`` groups of
+  near-equal size; ``groups`` larger than the number of blocks is refused. ``controller=False``
+  replaces the controller by fixed weights ``fixed_weight`` (0.1, the code's default) for both
+  adapters (the paper's "w/o StageBlender Controller" ablation).
+* **Training**: each step draws motion data (pool ``video``: the clips) with probability
+  ``motion_share`` (0.5) and identity data (pool ``image``: the reference images as one-frame
+  clips, or single frames of the clips when no image is given) otherwise, from the step's seeded
+  plan generator (the same on every process). A motion step trains ``motion`` and ``controller``,
+  an identity step ``identity`` and ``controller``; the branch of the other kind still runs in the
+  forward pass (the "frozen prior") but does not move at all on that step: it gets no gradient and
+  its optimizer does not step (no momentum, no weight decay), unlike the code's gradient mask, which
+  its own DeepSpeed ZeRO-2 setting bypasses and which leaves AdamW's momentum and weight decay
+  acting on the masked branch. Plain diffusion loss.
+
+Settings (``--set KEY=VALUE``; ``--lr`` also works): ``hidden`` (64), ``residual`` (false),
+``blocks_per_group`` (6), ``groups`` (none), ``alpha_branch`` ("motion"), ``controller`` (true),
+``controller_width`` (512) and ``controller_hidden`` (128), ``weight_total`` (0.2),
+``fixed_weight`` (0.1), ``motion_share`` (0.5). The authors' code: learning rate 1e-3 (the default
+here), AdamW with weight decay 1e-4 (the default here; the code uses 8-bit AdamW with betas
+(0.9, 0.95); here torch's AdamW, betas (0.9, 0.999)), 1000 steps (the default when ``--steps`` is
+not given), 200 warm-up steps and a cosine schedule (trainer settings, not recipe settings: pass
+``warmup_steps=200, lr_schedule="cosine"`` to :func:`motiontune.api.train`), batch 3 for motion
+and 1 for identity (the trainer has one batch size), 49 frames at 480x720 in bf16; sampling with
+CFG 6 and 50 steps (CogVideoX's own defaults here; on another backbone pass ``--guidance 6 --steps
+50``). On the toy model the learning rate comes from its folder (``default_learning_rate``) unless
+one is given. The reference-image conditioning of the adapters' input (a CLIP image embedding
+projected by a learned Linear, scaled by lambda) is not implemented.
+
+Files: ``adapter_identity.safetensors`` and ``adapter_motion.safetensors`` (block adapters, their
+own key layout) and ``controller.safetensors``; ``motiontune.json`` records the block count and
+the groups. ``motiontune generate`` and the Python API load the folder; one trained on another
+backbone family or on a model with another number of blocks (or another width) is refused.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from motiontune.adapters.block_adapter import backbone_blocks, block_width, set_weight_source
+from motiontune.adapters.stage_blender import (
+    CHILD,
+    GroupWeights,
+    StageBlender,
+    block_groups,
+    load_stage_blender,
+    save_stage_blender,
+    timestep_width,
+)
+from motiontune.checks import MAX_RANK, number
+from motiontune.errors import ConfigError
+from motiontune.recipes.base import RecipeConfig, write_recipe_json
+from motiontune.recipes.multi import AdapterDecl, NamedLoraRecipe
+from motiontune.training.plan import Pass, Stage
+
+if TYPE_CHECKING:
+    from motiontune.backbones.base import BackboneSpec
+
+BRANCHES = ("identity", "motion")
+CONTROLLER = "controller"
+CONTROLLER_FILE = "controller.safetensors"
+#: the authors' code's settings (METHODS.md): lr 1e-3, AdamW weight decay 1e-4, 1000 steps
+DEFAULT_STEPS = 1000
+
+
+@dataclass
+class DualRealConfig(RecipeConfig):
+    learning_rate: float = 1e-3
+    weight_decay: float = 1e-4
+    #: width of each bottleneck adapter
+    hidden: int = 64
+    #: the authors' code's adapter, x + up(gelu(down(x))) (not a no-op at initialisation)
+    residual: bool = False
+    #: consecutive blocks per controller group (the paper: 6, i.e. 7 groups on CogVideoX-5B)
+    blocks_per_group: int = 6
+    #: number of groups instead (None: from blocks_per_group)
+    groups: int | None = None
+    #: which adapter takes the controller's alpha: "motion" (the paper) or "identity" (the authors' code)
+    alpha_branch: str = "motion"
+    #: the StageBlender controller (False: fixed weights, fixed_weight for both adapters)
+    controller: bool = True
+    controller_width: int = 512
+    controller_hidden: int = 128
+    #: the two weights of a group add up to this
+    weight_total: float = 0.2
+    fixed_weight: float = 0.1
+    #: probability that a step is a motion step
+    motion_share: float = 0.5
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.hidden = number("hidden", self.hidden, 1, MAX_RANK, integer=True)
+        self.blocks_per_group = number("blocks_per_group", self.blocks_per_group, 1, 100_000, integer=True)
+        self.groups = number("groups", self.groups, 1, 100_000, integer=True, optional=True)
+        self.controller_width = number("controller_width", self.controller_width, 1, 65_536, integer=True)
+        self.controller_hidden = number("controller_hidden", self.controller_hidden, 1, 65_536, integer=True)
+        self.weight_total = number("weight_total", self.weight_total, 0, 10, low_open=True)
+        self.fixed_weight = number("fixed_weight", self.fixed_weight, 0, 10)
+        self.motion_share = number("motion_share", self.motion_share, 0, 1)
+        if self.alpha_branch not in BRANCHES:
+            raise ConfigError(f"unknown alpha_branch {self.alpha_branch!r}; choose from motion (the paper), identity (the authors' code)")
+        for name in ("residual", "controller"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(f"{name} must be true or false (got {getattr(self, name)!r})")
+
+
+class DualRealRecipe(NamedLoraRecipe):
+    name = "dualreal"
+    summary = ("identity and motion adapters in every block, weighted per block group and timestep by the StageBlender "
+               "controller; identity steps on reference images, motion steps on clips, the other branch frozen")
+    config_cls = DualRealConfig
+    inference_adapters = BRANCHES
+    default_steps = DEFAULT_STEPS
+    #: the controller only weights the adapters: it changes nothing while they are zero
+    branch_prerequisites = {CONTROLLER: BRANCHES}
+
+    def __init__(self, config=None, **overrides: Any):
+        super().__init__(config, **overrides)
+        self.controller: StageBlender | None = None
+        self.blend: GroupWeights | None = None
+        self.group_of_block: list[int] = []
+        #: the layout recorded in a folder being loaded (prepare_load)
+        self._saved: dict[str, Any] | None = None
+        self._folder = ""
+
+    # ------------------------------------------------------------------ layout
+    def adapter_plan(self, spec: "BackboneSpec") -> dict[str, AdapterDecl]:
+        cfg = self.config
+        return {n: AdapterDecl((), (), cfg.hidden, 1.0, 0.0, kind="block", residual=cfg.residual) for n in BRANCHES}
+
+    def layout(self, spec: "BackboneSpec") -> list[int]:
+        """The group of each block of ``spec`` (refusing ``groups`` above the block count)."""
+        blocks = backbone_blocks(spec, "the dualreal recipe's adapters")
+        cfg = self.config
+        return block_groups(len(blocks), cfg.blocks_per_group, cfg.groups, where=f" of this {spec.family} model")
+
+    def apply(self, spec: "BackboneSpec") -> None:
+        if self.spec is spec:
+            return
+        groups = self.layout(spec)  # everything is checked before the model is changed
+        sites = spec.block_sites()
+        if self._saved is not None:
+            self._check_saved(spec, len(sites), groups)
+        super().apply(spec)
+        cfg = self.config
+        self.group_of_block = groups
+        other = BRANCHES[1] if cfg.alpha_branch == BRANCHES[0] else BRANCHES[0]
+        if cfg.controller:
+            ref = next(spec.denoiser.parameters())
+            dtype = torch.float32 if ref.dtype in (torch.float16, torch.bfloat16) else ref.dtype
+            self.controller = StageBlender(block_width(spec, sites[0]), timestep_width(spec), max(groups) + 1,
+                                           cfg.controller_width, cfg.controller_hidden, cfg.weight_total).to(ref.device, dtype)
+            spec.denoiser.add_module(CHILD, self.controller)
+        self.blend = GroupWeights(spec, groups, cfg.alpha_branch, other, self.controller, cfg.weight_total,
+                                  (cfg.fixed_weight, cfg.fixed_weight))
+        self.blend.install()
+        set_weight_source(spec.denoiser, self.blend.weight)
+
+    def _check_saved(self, spec: "BackboneSpec", blocks: int, groups: list[int]) -> None:
+        saved, where = self._saved or {}, self._folder
+        given = f"{getattr(spec, 'name', spec.source)} ({spec.family})"
+        if saved.get("blocks") != blocks:
+            raise ConfigError(f"{where}: the dualreal adapter was trained on a model with {saved.get('blocks')} transformer blocks; "
+                              f"{given} has {blocks}")
+        if saved.get("groups") is not None and saved["groups"] != max(groups) + 1:
+            raise ConfigError(f"{where}: the dualreal controller was trained with {saved['groups']} block groups; "
+                              f"its settings give {max(groups) + 1} on {given}")
+
+    @property
+    def n_groups(self) -> int:
+        return max(self.group_of_block) + 1 if self.group_of_block else 0
+
+    # ------------------------------------------------------------------ branches
+    def branches(self) -> dict[str, dict[str, torch.nn.Parameter]]:
+        out = super().branches()
+        if self.controller is not None:
+            out[CONTROLLER] = {f"{CHILD}.{k}": p for k, p in self.controller.named_parameters()}
+        return out
+
+    def stages(self) -> list[Stage]:
+        return [Stage(name="joint")]
+
+    def is_motion_step(self, generator: torch.Generator) -> bool:
+        return float(torch.rand((), generator=generator)) < self.config.motion_share
+
+    def passes(self, step: int, stage: Stage, generator: torch.Generator) -> list[Pass]:
+        extra = (CONTROLLER,) if self.config.controller else ()
+        if self.is_motion_step(generator):
+            return [Pass(pool="video", train=("motion", *extra), name="motion")]
+        return [Pass(pool="image", train=("identity", *extra), name="identity")]
+
+    # ------------------------------------------------------------------ controller
+    def last_weights(self) -> dict[str, torch.Tensor]:
+        """The weight of each adapter per sample and group in the last denoiser call, ``{name: (B,
+        groups)}`` (for inspection, plots and tests)."""
+        if self.blend is None:
+            raise ConfigError(f"the {self.name} recipe is not applied to a backbone yet")
+        if self.controller is None:
+            return {n: torch.full((1, self.n_groups), self.config.fixed_weight) for n in BRANCHES}
+        alpha = self.blend.alpha
+        if alpha is None:
+            raise ConfigError("no denoiser call has run since the last timestep embedding")
+        alpha = alpha.detach()
+        return {self.blend.alpha_branch: alpha, self.blend.other_branch: self.blend.total - alpha}
+
+    # ------------------------------------------------------------------ files
+    def save(self, folder: str, metadata: dict[str, Any] | None = None) -> None:
+        a = self._require()
+        written = a.save(folder, self.shipped_adapters())
+        layout: dict[str, Any] = {"blocks": len(self.group_of_block), "groups": self.n_groups, "group_of_block": self.group_of_block,
+                                  "alpha_branch": self.config.alpha_branch}
+        if self.controller is not None:
+            save_stage_blender(self.controller, os.path.join(folder, CONTROLLER_FILE))
+            layout["controller"] = {"file": CONTROLLER_FILE, **self.controller.settings()}
+        write_recipe_json(folder, self, {**(metadata or {}), "adapters": written, "dualreal": layout})
+
+    def prepare_load(self, info: dict[str, Any], folder: str) -> None:
+        super().prepare_load(info, folder)
+        saved = info.get("dualreal")
+        if not isinstance(saved, dict):
+            raise ConfigError(f"{folder}: motiontune.json lacks the dualreal block layout (not a dualreal adapter folder)")
+        if self.config.controller and not isinstance(saved.get("controller"), dict):
+            raise ConfigError(f"{folder}: the adapter folder lacks the 'controller' branch the {self.name} recipe needs")
+        self._saved, self._folder = saved, folder
+
+    def load_weights(self, folder: str) -> None:
+        super().load_weights(folder)
+        if self.controller is not None:
+            load_stage_blender(self.controller, os.path.join(folder, CONTROLLER_FILE))
+
+    def describe(self) -> dict[str, Any]:
+        out = super().describe()
+        if self.spec is not None:
+            out["blocks"] = len(self.group_of_block)
+            out["groups"] = self.n_groups
+            out["alpha_branch"] = self.config.alpha_branch
+        return out
+
+
+__all__ = ["BRANCHES", "CONTROLLER", "DualRealConfig", "DualRealRecipe"]

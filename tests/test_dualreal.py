@@ -1,0 +1,364 @@
+"""The dualreal recipe and its blocks: bottleneck block adapters, the StageBlender controller,
+identity/motion alternation with the other branch frozen."""
+
+import json
+import os
+
+import pytest
+import torch
+import torch.nn.functional as F
+from safetensors import safe_open
+
+from motiontune.adapters.block_adapter import BlockAdapterLayer, block_layers
+from motiontune.adapters.stage_blender import StageBlender, block_groups
+from motiontune.backbones import load_backbone
+from motiontune.cli import main
+from motiontune.data.dataset import Sample, TrainingData
+from motiontune.data.video_io import write_image, write_video
+from motiontune.errors import ConfigError
+from motiontune.hooks.call import DenoiserCall, denoiser_call
+from motiontune.recipes import load_recipe, make_recipe
+from motiontune.recipes.dualreal import BRANCHES, CONTROLLER
+from motiontune.training.plan import Stage
+from motiontune.training.trainer import Trainer, TrainConfig
+
+PROMPT = "a red circle moves left"
+FAMILIES = ["wan", "cogvideox", "hunyuan_video", "latte", "unet3d", "toy"]
+
+
+def _spec(name, tiny_model_dir, tiny_toy):
+    return load_backbone(tiny_toy if name == "toy" else tiny_model_dir(name))
+
+
+def _size(spec):
+    rule = spec.frame_rule
+    f = rule.fixed if rule.fixed is not None else next(n for n in range(4, 64) if rule.is_valid(n))
+    return f, spec.size_multiple, spec.size_multiple
+
+
+def _inputs(spec, seed=0):
+    f, h, w = _size(spec)
+    x = torch.randn(spec.latent_shape(f, h, w), generator=torch.Generator().manual_seed(seed))
+    return x, spec.encode_prompt([PROMPT])
+
+
+def _run(spec, recipe, x, t, cond):
+    spec.denoiser.eval()
+    t = torch.as_tensor([float(t)] * x.shape[0])
+    with torch.no_grad():
+        return denoiser_call(spec, recipe, x, t, cond, DenoiserCall("sample", t, tuple(x.shape)))
+
+
+def _perturb(params, seed, scale=0.3):
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in params.values():
+            p.add_(scale * torch.randn(p.shape, generator=g))
+
+
+# ---------------------------------------------------------------------- adapters
+@pytest.mark.parametrize("family", FAMILIES)
+def test_no_op_at_init_and_every_block_site_acts(family, tiny_model_dir, tiny_toy):
+    spec = _spec(family, tiny_model_dir, tiny_toy)
+    x, cond = _inputs(spec)
+    base = _run(spec, None, x, 900, cond)
+    recipe = make_recipe("dualreal")
+    torch.manual_seed(0)
+    recipe.apply(spec)
+    assert torch.equal(_run(spec, recipe, x, 900, cond), base)  # a true no-op at initialisation
+    layers = block_layers(spec.denoiser)
+    sites = spec.block_sites()
+    assert len(layers) == 2 * len(sites)  # attention and feed-forward of every block
+    for site in sites:
+        for child in ("block_adapter_attn", "block_adapter_ff"):
+            layer = spec.denoiser.get_submodule(f"{site.path}.{child}")
+            assert layer.adapter_names() == list(BRANCHES)
+    # each block's attention and feed-forward adapter, made non-zero alone, changes the output
+    for name, layer in layers.items():
+        up = layer.up["motion"]
+        with torch.no_grad():
+            up.weight.normal_(0, 0.5)
+            up.bias.normal_(0, 0.5)
+        assert not torch.equal(_run(spec, recipe, x, 900, cond), base), f"{family}: {name} does not act"
+        with torch.no_grad():
+            up.weight.zero_()
+            up.bias.zero_()
+    assert torch.equal(_run(spec, recipe, x, 900, cond), base)
+
+
+def test_layer_update_matches_a_hand_computation():
+    torch.manual_seed(0)
+    layer = BlockAdapterLayer(6, 0, "attention")
+    layer.add_adapter("identity", hidden=3)
+    layer.add_adapter("motion", hidden=3, residual=True)
+    for n in ("identity", "motion"):
+        with torch.no_grad():
+            layer.up[n].weight.normal_()
+            layer.up[n].bias.normal_()
+    x, out = torch.randn(2, 5, 6), torch.randn(2, 5, 6)
+
+    def a(n, residual):
+        y = layer.up[n](F.gelu(layer.down[n](x)))
+        return x + y if residual else y
+
+    layer.weight_source = lambda name, block, lead: torch.tensor([0.05, 0.15]) if name == "motion" else 0.1
+    layer.set_adapter_scale("identity", 2.0)
+    expected = out + 0.1 * 2.0 * a("identity", False) + torch.tensor([0.05, 0.15]).view(2, 1, 1) * a("motion", True)
+    assert torch.allclose(layer.update(x, out), expected, atol=1e-6)
+    layer.set_adapter_enabled("motion", False)
+    layer.set_adapter_scale("identity", 0.0)
+    assert torch.equal(layer.update(x, out), out)  # nothing active: not computed
+
+
+def test_code_variant_with_the_identity_residual_is_not_a_no_op(tiny_model_dir):
+    spec = load_backbone(tiny_model_dir("wan"))
+    x, cond = _inputs(spec)
+    base = _run(spec, None, x, 900, cond)
+    recipe = make_recipe("dualreal", residual=True)
+    recipe.apply(spec)
+    assert not torch.equal(_run(spec, recipe, x, 900, cond), base)
+    recipe.set_adapter_scales({n: 0.0 for n in BRANCHES})
+    assert torch.equal(_run(spec, recipe, x, 900, cond), base)
+
+
+# ---------------------------------------------------------------------- controller
+def test_groups_of_consecutive_blocks():
+    assert block_groups(42, 6) == [i // 6 for i in range(42)] and max(block_groups(42, 6)) + 1 == 7  # the paper's n = 7
+    assert block_groups(30, 6)[-1] == 4 and block_groups(40, 6)[-1] == 6  # the last group may be smaller
+    assert block_groups(7, groups=3) == [0, 0, 0, 1, 1, 2, 2]
+    assert block_groups(5, groups=5) == [0, 1, 2, 3, 4] and block_groups(5, groups=1) == [0] * 5
+    with pytest.raises(ConfigError, match="groups=6 is more than the 5 transformer blocks"):
+        block_groups(5, groups=6)
+
+
+def test_controller_network_follows_the_code():
+    torch.manual_seed(0)
+    c = StageBlender(feature_dim=8, time_dim=4, groups=3, width=16, hidden=5)
+    temb, pooled = torch.randn(2, 4), torch.randn(2, 8)
+    assert torch.equal(c(temb, pooled), torch.full((2, 3), 0.1))  # zero-initialised head: sigmoid(0) * 0.2
+    with torch.no_grad():
+        for p in c.head[3].parameters():
+            p.normal_()
+    shift, scale, gate = c.timestep_encoder[1](F.silu(temb)).chunk(3, dim=-1)
+    cc = c.channel_encoder(pooled)
+    f = F.layer_norm(cc, (16,), c.norm.weight, c.norm.bias, 1e-5) * (1 + scale) + shift
+    f = c.fuse_proj_down(F.gelu(c.fuse_proj(f), approximate="tanh")) + gate * cc
+    expected = torch.sigmoid(c.head[3](F.relu(c.head[1](F.relu(f))))) * 0.2
+    assert torch.allclose(c(temb, pooled), expected, atol=1e-7)
+
+
+@pytest.mark.parametrize("family", ["cogvideox", "latte"])
+def test_weights_sum_to_the_total_per_group_and_depend_on_t_and_features(family, tiny_model_dir):
+    spec = load_backbone(tiny_model_dir(family))
+    x, cond = _inputs(spec)
+    n_blocks = len(spec.block_sites())
+    recipe = make_recipe("dualreal", groups=2)
+    torch.manual_seed(0)
+    recipe.apply(spec)
+    assert recipe.n_groups == 2 and recipe.group_of_block == block_groups(n_blocks, groups=2)
+    _run(spec, recipe, x, 900, cond)
+    w = recipe.last_weights()
+    assert torch.equal(w["motion"], torch.full((1, 2), 0.1)) and torch.allclose(w["identity"], torch.full((1, 2), 0.1))
+    with torch.no_grad():
+        for p in recipe.controller.head[3].parameters():
+            p.normal_(0, 1.0)
+    _run(spec, recipe, x, 900, cond)
+    w900 = recipe.last_weights()
+    _run(spec, recipe, x, 100, cond)
+    w100 = recipe.last_weights()
+    _run(spec, recipe, _inputs(spec, seed=1)[0] * 3, 900, cond)
+    other = recipe.last_weights()
+    for w in (w900, w100, other):
+        assert w["motion"].shape == (1, 2)
+        assert torch.allclose(w["motion"] + w["identity"], torch.full((1, 2), 0.2), atol=1e-7)
+        assert bool(((w["motion"] > 0) & (w["motion"] < 0.2)).all())
+    assert not torch.equal(w900["motion"], w100["motion"])  # depends on t
+    assert not torch.equal(w900["motion"], other["motion"])  # and on the block features
+    assert not torch.equal(w900["motion"][:, 0], w900["motion"][:, 1])  # one weight per group
+    # the layers read their group's weight: motion takes alpha (the paper), identity 0.2 - alpha
+    _run(spec, recipe, x, 900, cond)
+    alpha = recipe.blend.alpha
+    for site, g in zip(spec.block_sites(), recipe.group_of_block):
+        assert torch.equal(recipe.blend.weight("motion", site.index, 1), alpha[:, g])
+        assert torch.equal(recipe.blend.weight("identity", site.index, 1), 0.2 - alpha[:, g])
+    assert torch.equal(recipe.blend.weight("motion", 0, 3), alpha[:, 0].repeat_interleave(3))  # (B*F, ...) rows
+
+
+def test_alpha_branch_identity_is_the_code_and_controller_off_gives_fixed_weights(tiny_model_dir):
+    spec = load_backbone(tiny_model_dir("wan"))
+    x, cond = _inputs(spec)
+    recipe = make_recipe("dualreal", alpha_branch="identity")
+    recipe.apply(spec)
+    with torch.no_grad():
+        for p in recipe.controller.head[3].parameters():
+            p.fill_(2.0)
+    _run(spec, recipe, x, 900, cond)
+    alpha = recipe.blend.alpha
+    assert bool((alpha > 0.1).all())
+    assert torch.equal(recipe.last_weights()["identity"], alpha.detach())
+    spec2 = load_backbone(tiny_model_dir("wan"))
+    fixed = make_recipe("dualreal", controller=False)
+    fixed.apply(spec2)
+    assert set(fixed.branches()) == set(BRANCHES)
+    assert fixed.blend.weight("motion", 0, 4) == 0.1 and fixed.blend.weight("identity", 1, 4) == 0.1
+    assert [p.train for p in fixed.passes(0, Stage(), torch.Generator().manual_seed(0))] in ([("motion",)], [("identity",)])
+
+
+# ---------------------------------------------------------------------- training
+def test_passes_draw_motion_or_identity_and_the_controller_always_trains():
+    recipe = make_recipe("dualreal")
+    kinds = []
+    for step in range(400):
+        (p,) = recipe.passes(step, Stage(name="joint"), torch.Generator().manual_seed(1000 + step))
+        assert (p.pool, p.name, p.train) in (("video", "motion", ("motion", CONTROLLER)), ("image", "identity", ("identity", CONTROLLER)))
+        kinds.append(p.name)
+    assert 150 < kinds.count("motion") < 250
+    assert recipe.stages() == [Stage(name="joint")]
+    assert {p.name for s in range(50) for p in make_recipe("dualreal", motion_share=1.0).passes(s, Stage(), torch.Generator().manual_seed(s))} == {"motion"}
+
+
+def test_frozen_branch_stays_bit_for_bit_over_many_steps_with_accumulation(tiny_model_dir, tmp_path):
+    spec = load_backbone(tiny_model_dir("wan"))
+    data = TrainingData([Sample(torch.rand(3, 5, 16, 16) * 2 - 1, PROMPT)],
+                        [Sample(torch.rand(3, 16, 16) * 2 - 1, "a photo of a red circle", kind="image")])
+    seen = []
+
+    class Recording(type(make_recipe("dualreal"))):
+        def losses(self, ctx):
+            seen.append((ctx.pass_name, ctx.pool, ctx.x0.shape[2]))
+            return super().losses(ctx)
+
+    recipe = Recording()
+    cfg = TrainConfig(output_dir=str(tmp_path), steps=12, progress=False, learning_rate=1e-2, checkpoint_every=0,
+                      gradient_accumulation_steps=2)
+    tr = Trainer(spec, recipe, data, cfg)
+    assert set(tr.optimizers) == {"identity", "motion", CONTROLLER}
+    assert all(g["weight_decay"] == 1e-4 for o in tr.optimizers.values() for g in o.param_groups)
+    frozen_steps = {b: 0 for b in BRANCHES}
+    for step in range(cfg.steps):
+        _, passes, trained = tr.step_plan(step)
+        assert CONTROLLER in trained and len(trained) == 2
+        frozen = next(b for b in BRANCHES if b not in trained)
+        before = {b: [p.detach().clone() for p in tr.branches[b]] for b in tr.branches}
+        moments = [v.clone() for st in tr.optimizers[frozen].state.values() for v in st.values() if torch.is_tensor(v)]
+        tr.train_step(step)
+        assert all(torch.equal(a, p.detach()) for a, p in zip(before[frozen], tr.branches[frozen])), f"step {step}: {frozen} moved"
+        now = [v for st in tr.optimizers[frozen].state.values() for v in st.values() if torch.is_tensor(v)]
+        assert len(now) == len(moments) and all(torch.equal(a, b) for a, b in zip(moments, now))
+        for b in trained:
+            assert any(not torch.equal(a, p.detach()) for a, p in zip(before[b], tr.branches[b])), f"step {step}: {b} did not move"
+        frozen_steps[frozen] += 1
+    assert all(frozen_steps.values())  # both kinds of step happened
+    assert {(n, pool, f) for n, pool, f in seen} == {("identity", "image", 1), ("motion", "video", seen[[s[0] for s in seen].index("motion")][2])}
+    assert all(f > 1 for n, _, f in seen if n == "motion")
+    assert bool(recipe.controller.head[3].weight.detach().abs().sum() > 0)  # the zero-initialised head learned
+
+
+def test_gradient_checkpointing_gives_the_same_gradients(tiny_model_dir):
+    grads = []
+    for checkpointing in (False, True):
+        spec = load_backbone(tiny_model_dir("cogvideox"))
+        recipe = make_recipe("dualreal")
+        torch.manual_seed(0)
+        recipe.apply(spec)
+        for ps in recipe.branches().values():
+            _perturb(ps, 3, 0.05)
+        if checkpointing:
+            spec.denoiser.enable_gradient_checkpointing()
+        spec.denoiser.train()
+        x, cond = _inputs(spec)
+        t = torch.tensor([500.0])
+        out = denoiser_call(spec, recipe, x, t, cond, DenoiserCall("train", t, tuple(x.shape)))
+        out.pow(2).mean().backward()
+        grads.append({k: p.grad.clone() for k, p in recipe.named_trainable().items()})
+    assert grads[0].keys() == grads[1].keys()
+    for k in grads[0]:
+        assert torch.allclose(grads[0][k], grads[1][k], atol=1e-6), k
+
+
+# ---------------------------------------------------------------------- CLI, files, bad input
+def _media(spec, folder):
+    f, h, w = _size(spec)
+    write_video(torch.rand(3, f, h, w) * 2 - 1, os.path.join(folder, "ref.mp4"), fps=8)
+    write_image(torch.rand(3, h + 4, w) * 2 - 1, os.path.join(folder, "a.png"))
+    return ["--num-frames", str(f), "--height", str(h), "--width", str(w)]
+
+
+def _train(model, folder, out, size, *extra):
+    return main(["train", "--backbone", model, "--recipe", "dualreal", "--image", os.path.join(folder, "a.png"),
+                 "--image-caption", "a photo of a red circle", "--video", os.path.join(folder, "ref.mp4"),
+                 "--caption", PROMPT, "--steps", "2", "--output", str(out), "--quiet", *size, *extra])
+
+
+@pytest.mark.parametrize("backbone", ["wan", "cogvideox"])
+def test_cli_train_then_generate(backbone, tiny_model_dir, tmp_path):
+    model = tiny_model_dir(backbone)
+    spec = load_backbone(model)
+    size = _media(spec, str(tmp_path))
+    out = tmp_path / "run"
+    assert _train(model, str(tmp_path), out, size) == 0
+    info = json.loads((out / "motiontune.json").read_text())
+    assert info["recipe"] == "dualreal" and list(info["adapters"]) == list(BRANCHES)
+    assert all(a["kind"] == "block_adapter" and a["hidden"] == 64 for a in info["adapters"].values())
+    blocks = len(spec.block_sites())
+    assert info["dualreal"]["blocks"] == blocks and info["dualreal"]["groups"] == 1 and info["dualreal"]["alpha_branch"] == "motion"
+    assert info["dualreal"]["controller"]["file"] == "controller.safetensors"
+    assert info["stages"] == [{"name": "joint", "steps": 2, "from_step": 0, "train": [], "pool": "video"}]
+    with safe_open(str(out / "adapter_motion.safetensors"), "pt") as fh:
+        keys, meta = list(fh.keys()), fh.metadata()
+    assert meta["format"] == "motiontune.block_adapter" and len(keys) == blocks * 2 * 4
+    assert all(k.startswith("transformer.") and ".block_adapter_" in k for k in keys)
+    assert main(["generate", "--adapter", str(out), "--prompt", "a red circle moves left on the beach", "--steps", "2",
+                 "--output", str(tmp_path / "gen"), "--quiet", *size]) == 0
+    assert len([p for p in os.listdir(tmp_path / "gen") if p.endswith(".mp4")]) == 1
+    # the Python API loads all three branches, bit for bit
+    trained = load_tensors_of(out)
+    spec2 = load_backbone(model)
+    recipe = load_recipe(str(out), spec2)
+    assert recipe.name == "dualreal" and set(recipe.branches()) == {*BRANCHES, CONTROLLER}
+    state = recipe.state_dict()
+    for k, v in trained.items():
+        assert torch.equal(state[k], v), k
+
+
+def load_tensors_of(folder):
+    """The trained weights of every branch, from the last checkpoint (the final adapter is one)."""
+    from motiontune.training.checkpoint import latest_checkpoint, load_checkpoint
+
+    _, adapter, _, _ = load_checkpoint(latest_checkpoint(str(folder)))
+    return adapter
+
+
+def test_bad_input_is_refused_in_one_line(tiny_model_dir, tiny_toy, tmp_path, capsys):
+    model = tiny_model_dir("wan")
+    size = _media(load_backbone(model), str(tmp_path))
+    # n larger than the number of blocks: refused by name, nothing written
+    assert _train(model, str(tmp_path), tmp_path / "x", size, "--set", "groups=5") == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]  # (after the clip's preparation line)
+    assert err.startswith("motiontune: ") and "groups=5 is more than the 2 transformer blocks of this wan model" in err
+    assert not (tmp_path / "x").exists()
+    for setting, message in (("alpha_branch=both", "unknown alpha_branch 'both'"), ("groups=0", "groups must be"),
+                             ("hidden=0", "hidden must be"), ("motion_share=2", "motion_share must be")):
+        assert _train(model, str(tmp_path), tmp_path / "x", size, "--set", setting) == 2
+        assert message in capsys.readouterr().err
+    good = tmp_path / "good"
+    assert _train(model, str(tmp_path), good, size) == 0
+    # a folder trained on another backbone family
+    capsys.readouterr()
+    assert main(["generate", "--adapter", str(good), "--backbone", tiny_model_dir("cogvideox"), "--prompt", "x",
+                 "--output", str(tmp_path / "g")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "(wan), not for" in err and "(cogvideox)" in err
+    # the same family with another number of blocks (the toy architecture: one block of the same width)
+    assert main(["generate", "--adapter", str(good), "--backbone", tiny_toy, "--prompt", "x", "--output", str(tmp_path / "g")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "trained on a model with 2 transformer blocks" in err and "has 1" in err
+    with pytest.raises(ConfigError, match="2 transformer blocks"):
+        load_recipe(str(good), load_backbone(tiny_toy))
+    # a folder without the controller
+    info = json.loads((good / "motiontune.json").read_text())
+    del info["dualreal"]["controller"]
+    (good / "motiontune.json").write_text(json.dumps(info))
+    assert main(["generate", "--adapter", str(good), "--prompt", "x", "--output", str(tmp_path / "g")]) == 2
+    assert "lacks the 'controller' branch the dualreal recipe needs" in capsys.readouterr().err
+    assert not (tmp_path / "g").exists()
