@@ -39,7 +39,8 @@ and "What the public code does").
   forward pass (the "frozen prior") but does not move at all on that step: it gets no gradient and
   its optimizer does not step (no momentum, no weight decay), unlike the code's gradient mask, which
   its own DeepSpeed ZeRO-2 setting bypasses and which leaves AdamW's momentum and weight decay
-  acting on the masked branch. Plain diffusion loss.
+  acting on the masked branch. Plain diffusion loss. (With reference images only and no clip, the
+  trainer turns the motion steps into image steps too, so both branches then learn from images.)
 
 Settings (``--set KEY=VALUE``; ``--lr`` also works): ``hidden`` (64), ``residual`` (false),
 ``blocks_per_group`` (6), ``groups`` (none), ``alpha_branch`` ("motion"), ``controller`` (true),
