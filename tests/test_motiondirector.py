@@ -391,3 +391,21 @@ def test_inversion_noise_prior(tiny_model_dir, tmp_path):
               height=16, width=16, progress=False)
     with pytest.raises(ConfigError, match="noise_prior needs an adapter"):
         api.generate(["x"], adapter=lora, steps=2, progress=False, noise_prior=0.5)
+
+
+def test_motiondirector_trains_on_reference_images_alone(tiny_model_dir, tmp_path):
+    """Appearance customization from still images: the spatial pass takes the images as its frames
+    and the temporal pass becomes an image pass (the trainer's rule for image-only data)."""
+    spec = load_backbone(tiny_model_dir("wan"))
+    rec = make_recipe("motiondirector", rank=4, spatial_dropout=0.0)
+    seen = []
+    orig = rec.losses
+
+    def spy(ctx):
+        seen.append((ctx.pass_name, ctx.pool, ctx.x0.shape[2]))
+        return orig(ctx)
+
+    rec.losses = spy
+    images = [Sample(torch.rand(3, 16, 16) * 2 - 1, "a pink square", "image") for _ in range(2)]
+    Trainer(spec, rec, TrainingData([], images), TrainConfig(output_dir=str(tmp_path), steps=2, progress=False)).train()
+    assert seen == [("spatial", "frame", 1), ("temporal", "image", 1)] * 2

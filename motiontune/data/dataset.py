@@ -68,8 +68,9 @@ class TrainingData:
              frame_rule: "FrameRule | None" = None) -> list[Sample]:
         """``n`` samples of ``kind`` drawn with ``generator``.
 
-        Kinds: ``"video"`` (whole clips), ``"frame"`` (one random frame of a clip, as an image) and
-        ``"image"`` (reference images; single random frames of the clips when there are none).
+        Kinds: ``"video"`` (whole clips), ``"frame"`` (one random frame of a clip, as an image; the
+        reference images when there are no clips) and ``"image"`` (reference images; single random
+        frames of the clips when there are none).
         ``flip`` is the probability of a horizontal flip of each sample. ``frame_stride`` k > 1 takes
         every k-th frame of a clip from a random offset below k, cut to the longest count
         ``frame_rule`` accepts, and keeps the frame indices in ``Sample.frame_indices``. Draws without
@@ -77,6 +78,8 @@ class TrainingData:
         """
         if kind not in ("video", "image", "frame"):
             raise ConfigError(f"unknown data pool {kind!r} (video, image, frame)")
+        if kind == "frame" and not self.videos:
+            kind = "image"  # reference images only: they are the single frames
         pool = self.videos if kind == "frame" else self.pool(kind)
         from_video = kind == "frame" or (kind == "image" and not pool)
         if from_video:
