@@ -34,7 +34,6 @@ diffusers' ``load_lora_weights`` cannot load it; motiontune's ``generate`` and P
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -43,6 +42,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from motiontune.adapters.files import read_adapter_file, write_adapter_file
 from motiontune.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -336,29 +336,11 @@ def set_block_adapter_state_dict(model: nn.Module, adapter_name: str, state: dic
 
 
 def save_block_adapter(spec: "BackboneSpec", folder: str, config: BlockAdapterConfig, adapter_name: str, file_name: str) -> str:
-    from motiontune.utils.files import save_tensors
-
-    state = block_adapter_state_dict(spec.denoiser, adapter_name)
-    path = os.path.join(folder, file_name)
-    save_tensors({f"{spec.denoiser_attr}.{k}": v for k, v in state.items()}, path, metadata=config.metadata())
-    return path
+    return write_adapter_file(spec, folder, file_name, block_adapter_state_dict(spec.denoiser, adapter_name), config.metadata())
 
 
 def load_block_adapter(spec: "BackboneSpec", folder: str, adapter_name: str, file_name: str) -> None:
-    from safetensors import safe_open
-
-    from motiontune.utils.files import load_tensors
-
-    path = os.path.join(folder, file_name)
-    if not os.path.isfile(path):
-        raise ConfigError(f"{folder}: no {file_name} (the weights of adapter {adapter_name!r})")
-    state = load_tensors(path)
-    with safe_open(path, "pt") as fh:
-        meta = fh.metadata() or {}
-    if meta.get("format") != FILE_FORMAT:
-        raise ConfigError(f"{path}: not a block adapter file (written by another adapter kind)")
-    prefix = spec.denoiser_attr + "."
-    state = {k[len(prefix):] if k.startswith(prefix) else k: v for k, v in state.items()}
+    state, path = read_adapter_file(spec, folder, adapter_name, file_name, FILE_FORMAT, "block adapter")
     set_block_adapter_state_dict(spec.denoiser, adapter_name, state, where=path)
 
 

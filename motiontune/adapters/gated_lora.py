@@ -37,13 +37,13 @@ rather than loading the low-rank part without its gate); motiontune's ``generate
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
+from motiontune.adapters.files import read_adapter_file, write_adapter_file
 from motiontune.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -320,30 +320,12 @@ def save_gated_lora(spec: "BackboneSpec", folder: str, config: GatedLoraConfig, 
     """Write adapter ``adapter_name`` to ``folder/file_name`` (keys prefixed with the denoiser's
     pipeline attribute, ``transformer.`` or ``unet.``; settings in the metadata). Not a diffusers
     LoRA file: see the module docstring."""
-    from motiontune.utils.files import save_tensors
-
-    state = gated_lora_state_dict(spec.denoiser, adapter_name)
-    path = os.path.join(folder, file_name)
-    save_tensors({f"{spec.denoiser_attr}.{k}": v for k, v in state.items()}, path, metadata=config.metadata())
-    return path
+    return write_adapter_file(spec, folder, file_name, gated_lora_state_dict(spec.denoiser, adapter_name), config.metadata())
 
 
 def load_gated_lora(spec: "BackboneSpec", folder: str, adapter_name: str, file_name: str) -> None:
     """Load a file written by :func:`save_gated_lora` into the injected adapter ``adapter_name``."""
-    from safetensors import safe_open
-
-    from motiontune.utils.files import load_tensors
-
-    path = os.path.join(folder, file_name)
-    if not os.path.isfile(path):
-        raise ConfigError(f"{folder}: no {file_name} (the weights of adapter {adapter_name!r})")
-    state = load_tensors(path)
-    with safe_open(path, "pt") as fh:
-        meta = fh.metadata() or {}
-    if meta.get("format") != FILE_FORMAT:
-        raise ConfigError(f"{path}: not a gated LoRA file (written by another adapter kind)")
-    prefix = spec.denoiser_attr + "."
-    state = {k[len(prefix):] if k.startswith(prefix) else k: v for k, v in state.items()}
+    state, path = read_adapter_file(spec, folder, adapter_name, file_name, FILE_FORMAT, "gated LoRA")
     set_gated_lora_state_dict(spec.denoiser, adapter_name, state, where=path)
 
 
