@@ -43,6 +43,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from motiontune.adapters.files import read_adapter_file, write_adapter_file
+from motiontune.adapters.layers import AdapterSwitches, adapter_parameters_by_name, copy_adapter_state
 from motiontune.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -69,7 +70,7 @@ class BlockAdapterConfig:
                 "blocks": str(len(self.blocks))}
 
 
-class BlockAdapterLayer(nn.Module):
+class BlockAdapterLayer(AdapterSwitches, nn.Module):
     """The named bottleneck adapters of one sub-module (attention or feed-forward) of one block."""
 
     def __init__(self, dim: int, block_index: int, kind: str):
@@ -102,8 +103,7 @@ class BlockAdapterLayer(nn.Module):
         self.down[name] = down
         self.up[name] = up
         self.residual[name] = bool(residual)
-        self.user_scale[name] = 1.0
-        self.enabled[name] = True
+        self._add_switches(name)
 
     def adapter_parameters(self, name: str) -> dict[str, nn.Parameter]:
         return {f"down.{name}.weight": self.down[name].weight, f"down.{name}.bias": self.down[name].bias,
@@ -112,14 +112,6 @@ class BlockAdapterLayer(nn.Module):
     # ------------------------------------------------------------------ MultiAdapterLayer
     def adapter_names(self) -> list[str]:
         return list(self.down.keys())
-
-    def set_adapter_scale(self, name: str, scale: float) -> None:
-        if name in self.user_scale:
-            self.user_scale[name] = float(scale)
-
-    def set_adapter_enabled(self, name: str, enabled: bool) -> None:
-        if name in self.enabled:
-            self.enabled[name] = bool(enabled)
 
     # ------------------------------------------------------------------ forward
     def active(self) -> list[str]:
@@ -290,11 +282,7 @@ def set_weight_source(model: nn.Module, source: WeightSource | None) -> None:
 
 
 def block_adapter_parameters(model: nn.Module, adapter_name: str) -> dict[str, nn.Parameter]:
-    out: dict[str, nn.Parameter] = {}
-    for name, layer in block_layers(model).items():
-        if adapter_name in layer.adapter_names():
-            out.update({f"{name}.{k}": p for k, p in layer.adapter_parameters(adapter_name).items()})
-    return out
+    return adapter_parameters_by_name(block_layers(model), adapter_name)
 
 
 # ---------------------------------------------------------------------- state dicts and files
@@ -313,26 +301,8 @@ def block_adapter_state_dict(model: nn.Module, adapter_name: str) -> dict[str, t
 
 
 def set_block_adapter_state_dict(model: nn.Module, adapter_name: str, state: dict[str, torch.Tensor], where: str = "") -> None:
-    where = where or "block adapter weights"
-    expected = block_adapter_state_dict(model, adapter_name)
-    if not expected:
-        raise ConfigError(f"no block adapter named {adapter_name!r} on this model")
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    if unexpected:
-        raise ConfigError(f"{where}: {len(unexpected)} weights this model's block adapter lacks (e.g. {unexpected[0]}); "
-                          f"it was trained on a model with other transformer blocks")
-    if missing:
-        raise ConfigError(f"{where}: lacks {len(missing)} weights of the block adapter {adapter_name!r} (e.g. {missing[0]}); "
-                          f"it was trained on a model with other transformer blocks")
-    for k, v in state.items():
-        if tuple(v.shape) != tuple(expected[k].shape):
-            raise ConfigError(f"{where}: {k} has shape {tuple(v.shape)}, this model's adapter {tuple(expected[k].shape)}")
-    layers = block_layers(model)
-    with torch.no_grad():
-        for k, v in state.items():
-            module, part, attr = k.rsplit(".", 2)
-            getattr(getattr(layers[module], part)[adapter_name], attr).copy_(v)
+    copy_adapter_state(block_layers(model), adapter_name, block_adapter_state_dict(model, adapter_name), state, "block adapter",
+                       where or "block adapter weights", "; it was trained on a model with other transformer blocks")
 
 
 def save_block_adapter(spec: "BackboneSpec", folder: str, config: BlockAdapterConfig, adapter_name: str, file_name: str) -> str:

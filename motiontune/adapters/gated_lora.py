@@ -44,6 +44,7 @@ import torch
 from torch import nn
 
 from motiontune.adapters.files import read_adapter_file, write_adapter_file
+from motiontune.adapters.layers import AdapterSwitches, adapter_parameters_by_name, copy_adapter_state
 from motiontune.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -89,7 +90,7 @@ class GatedLoraConfig:
                 "dropout": repr(float(self.lora_dropout)), "gate": self.gate, "scale_mode": self.scale_mode}
 
 
-class GatedLoraLinear(nn.Module):
+class GatedLoraLinear(AdapterSwitches, nn.Module):
     """An ``nn.Linear`` with gated LoRA adapters keyed by name (see the module docstring)."""
 
     def __init__(self, base_layer: nn.Linear):
@@ -153,8 +154,7 @@ class GatedLoraLinear(nn.Module):
         self.gated_dropout[name] = nn.Dropout(float(dropout)) if dropout > 0 else nn.Identity()
         self.gate_mode[name] = gate
         self.scaling[name] = base_scaling(rank, alpha, scale_mode)
-        self.user_scale[name] = 1.0
-        self.enabled[name] = True
+        self._add_switches(name)
 
     def delete_adapter(self, name: str) -> None:
         for d in (self.gated_down, self.gated_up, self.gated_gate, self.gated_dropout):
@@ -173,14 +173,6 @@ class GatedLoraLinear(nn.Module):
     # ------------------------------------------------------------------ MultiAdapterLayer
     def adapter_names(self) -> list[str]:
         return list(self.gated_down.keys())
-
-    def set_adapter_scale(self, name: str, scale: float) -> None:
-        if name in self.user_scale:
-            self.user_scale[name] = float(scale)
-
-    def set_adapter_enabled(self, name: str, enabled: bool) -> None:
-        if name in self.enabled:
-            self.enabled[name] = bool(enabled)
 
     # ------------------------------------------------------------------ forward
     def gate_value(self, name: str, x: torch.Tensor) -> torch.Tensor:
@@ -270,11 +262,7 @@ def remove_gated_lora(model: nn.Module, adapter_name: str | None = None) -> None
 
 def gated_lora_parameters(model: nn.Module, adapter_name: str) -> dict[str, nn.Parameter]:
     """Adapter ``adapter_name``'s parameters by their names in ``model``."""
-    out: dict[str, nn.Parameter] = {}
-    for name, layer in gated_layers(model).items():
-        if adapter_name in layer.adapter_names():
-            out.update({f"{name}.{k}": p for k, p in layer.adapter_parameters(adapter_name).items()})
-    return out
+    return adapter_parameters_by_name(gated_layers(model), adapter_name)
 
 
 # ---------------------------------------------------------------------- state dicts and files
@@ -296,24 +284,8 @@ def gated_lora_state_dict(model: nn.Module, adapter_name: str) -> dict[str, torc
 def set_gated_lora_state_dict(model: nn.Module, adapter_name: str, state: dict[str, torch.Tensor], where: str = "") -> None:
     """Copy ``state`` (keyed as :func:`gated_lora_state_dict` writes) into the injected adapter
     ``adapter_name``; a missing, unexpected or misshapen weight is refused (ConfigError)."""
-    where = where or "gated LoRA weights"
-    expected = gated_lora_state_dict(model, adapter_name)
-    if not expected:
-        raise ConfigError(f"no gated adapter named {adapter_name!r} on this model")
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    if unexpected:
-        raise ConfigError(f"{where}: {len(unexpected)} weights this model's gated adapter lacks (e.g. {unexpected[0]})")
-    if missing:
-        raise ConfigError(f"{where}: lacks {len(missing)} weights of the gated adapter {adapter_name!r} (e.g. {missing[0]})")
-    for k, v in state.items():
-        if tuple(v.shape) != tuple(expected[k].shape):
-            raise ConfigError(f"{where}: {k} has shape {tuple(v.shape)}, this model's adapter {tuple(expected[k].shape)}")
-    layers = gated_layers(model)
-    with torch.no_grad():
-        for k, v in state.items():
-            module, part, _ = k.rsplit(".", 2)
-            getattr(layers[module], part)[adapter_name].weight.copy_(v)
+    copy_adapter_state(gated_layers(model), adapter_name, gated_lora_state_dict(model, adapter_name), state, "gated adapter",
+                       where or "gated LoRA weights")
 
 
 def save_gated_lora(spec: "BackboneSpec", folder: str, config: GatedLoraConfig, adapter_name: str, file_name: str) -> str:
