@@ -288,6 +288,10 @@ def generate(
     # the settings are checked before any model loads
     SamplingConfig(steps, guidance, num_frames, height, width, negative_prompt, seed, batch_size)
     number("adapter_scale", adapter_scale, -MAX_SCALE, MAX_SCALE, optional=True)
+    if noise_prior is not None:
+        from motiontune.recipes.motiondirector import MotionDirectorConfig
+
+        noise_prior = MotionDirectorConfig.checked_noise_prior(noise_prior)
     if output_dir:
         check_output_folder(output_dir)
     meta: dict[str, Any] = {}
@@ -313,7 +317,7 @@ def generate(
     if noise_prior is not None:
         if recipe is None or not hasattr(recipe.config, "noise_prior"):
             raise ConfigError(f"noise_prior needs an adapter whose recipe has one (motiondirector); got {recipe.name if recipe else 'no adapter'}")
-        recipe.config.noise_prior = recipe.config.checked_noise_prior(noise_prior)
+        recipe.config.noise_prior = noise_prior
     latents = recipe.initial_latents(spec, cfg.resolved(spec), prompts, meta) if recipe is not None else None
     videos = _generate(spec, prompts, recipe, cfg, progress=progress, latents=latents)
     result = GenerationResult(videos, prompts)
