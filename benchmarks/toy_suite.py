@@ -5,6 +5,11 @@
         --output bench/toy-suite --append-results docs/RESULTS.md
     python benchmarks/toy_suite.py --table-only --from RUN/s0 --from RUN/s1 --from RUN/s2 \\
         --append-results docs/RESULTS.md
+    python benchmarks/toy_suite.py --suite toy:joint --recipes none,lora,jointtuner,jointtuner@gate=none \\
+        --train-steps 400 --seeds 0,1,2 --output bench/toy-joint --shard 0/2   # and --shard 1/2 beside it
+
+``--suite toy:KINDS`` picks the scenario kinds (motion, appearance, joint, fewshot, all); a recipe
+entry ``NAME@KEY=VALUE@...`` is a variant of a recipe (an ablation row), e.g. ``jointtuner@ait=false``.
 
 Each (recipe, scenario) cell customizes the toy model on the scenario's reference (a clip of a
 held-out motion, or still images of a held-out colour), generates the target prompts and
@@ -53,7 +58,7 @@ COLUMNS = (
     ("toy_background_accuracy", "background accuracy"),
     ("toy_motion_accuracy", "motion accuracy"),
 )
-GROUP_ORDER = ("motion", "appearance")
+GROUP_ORDER = ("motion", "appearance", "joint", "fewshot")
 DEFAULT_RECIPES = "none,lora"
 DEFAULT_TRAIN_STEPS = 200
 DEFAULT_OUTPUT = "bench/toy-suite"
@@ -346,6 +351,8 @@ def _check_writable(path: str) -> None:
 def _check_existing(cfg: BenchConfig) -> None:
     """A folder that already holds a run must hold one with these settings (checked before any seed runs)."""
     manifest = read_manifest(cfg.output)
+    if manifest.get("suite") and manifest["suite"] != cfg.suite:
+        raise ConfigError(f"{cfg.output} holds a run of the suite {manifest['suite']!r}, not {cfg.suite!r}; use another --output")
     old = manifest.get("settings")
     if not old:
         return
@@ -360,6 +367,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--recipes", default=None, help=f"comma-separated (default for a run: {DEFAULT_RECIPES}; "
                    "with --table-only: every recipe in the folders)")
     p.add_argument("--backbone", default="toy")
+    p.add_argument("--suite", default="toy", help="toy (motion + appearance scenarios) or toy:KINDS, e.g. toy:joint or toy:all")
+    p.add_argument("--shard", default=None, metavar="i/n", help="run every n-th cell starting at i (parallel processes)")
     p.add_argument("--train-steps", type=int, default=None, help=f"default {DEFAULT_TRAIN_STEPS}")
     p.add_argument("--steps", type=int, default=None, help="sampling steps (default: the model's)")
     p.add_argument("--output", default=DEFAULT_OUTPUT, help="output folder (with --seeds: OUTPUT/seed<N> per seed)")
@@ -386,7 +395,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.table_only:
             run_only = [flag for flag, given in (("--train-steps", args.train_steps is not None), ("--steps", args.steps is not None),
                                                  ("--limit", args.limit is not None), ("--set", bool(args.set)),
-                                                 ("--backbone", args.backbone != "toy")) if given]
+                                                 ("--backbone", args.backbone != "toy"), ("--shard", args.shard is not None),
+                                                 ("--suite", args.suite != "toy")) if given]
             if run_only:
                 raise ConfigError(f"--table-only runs nothing; {', '.join(run_only)} only apply to a run")
             if args.sources and (args.seeds is not None or args.seed is not None or args.output != DEFAULT_OUTPUT):
@@ -400,20 +410,21 @@ def main(argv: list[str] | None = None) -> int:
         if args.table_only:
             runs = read_folders(folders)  # fails on a missing folder before anything is written
         else:
-            from motiontune.evaluation.runner import check_recipes
+            from motiontune.evaluation.runner import check_recipes, parse_shard, split_recipe
 
             recipes = check_recipes(recipes)
+            shard = parse_shard(args.shard)
             settings = parse_settings(args.set)
-            unknown = sorted(set(settings) - {"*", *recipes})
+            unknown = sorted(set(settings) - {"*", *(split_recipe(r)[0] for r in recipes)})
             if unknown:
                 raise ConfigError(f"--set for recipe(s) not in --recipes: {', '.join(unknown)}")
             train_steps = DEFAULT_TRAIN_STEPS if args.train_steps is None else args.train_steps
             if train_steps < 1:
                 raise ConfigError(f"--train-steps must be 1 or more, got {train_steps}")
             for seed, folder in zip(seeds, folders):
-                cfg = BenchConfig(suite="toy", recipes=list(recipes), backbone=args.backbone, output=folder, steps=args.steps,
+                cfg = BenchConfig(suite=args.suite, recipes=list(recipes), backbone=args.backbone, output=folder, steps=args.steps,
                                   train_steps=train_steps, seed=seed, limit=args.limit, recipe_settings=settings,
-                                  formats=("gif",), progress=True)
+                                  formats=("gif",), progress=True, shard=shard)
                 _check_existing(cfg)
                 configs.append(cfg)
     except ConfigError as exc:

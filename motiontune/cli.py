@@ -44,6 +44,9 @@ class _Parser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="motiontune", description="Customized video generation: teach a text-to-video model a motion.")
     parser.add_argument("--version", action="store_true", help="print the version and exit")
+    parser.add_argument("--threads", metavar="N|auto|keep", default=argparse.SUPPRESS,
+                        help="CPU threads for torch (any position on the line; default auto: the cores other processes "
+                             "leave free, rechecked during the run; env MOTIONTUNE_THREADS)")
     sub = parser.add_subparsers(dest="command", parser_class=_Parser)
 
     t = sub.add_parser("train", help="customize a backbone on reference videos/images", epilog=EXAMPLES["train"],
@@ -313,7 +316,12 @@ def main(argv: list[str] | None = None) -> int:
     _load_extra_commands()
     parser = build_parser()
     try:
+        argv, threads = _take_threads_option(sys.argv[1:] if argv is None else list(argv))
         args = parser.parse_args(argv)
+        if args.command not in (None, "list") and not getattr(args, "version", False):
+            from motiontune.utils.threads import configure
+
+            configure(threads)
         if getattr(args, "version", False):
             from motiontune import __version__
 
@@ -338,6 +346,23 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("motiontune: interrupted", file=sys.stderr)
         return 130
+
+
+def _take_threads_option(argv: list[str]) -> tuple[list[str], str | None]:
+    """``--threads N`` / ``--threads=N`` taken out of ``argv`` wherever it stands (the last wins)."""
+    rest: list[str] = []
+    value = None
+    it = iter(argv)
+    for arg in it:
+        if arg == "--threads":
+            value = next(it, None)
+            if value is None:
+                raise ConfigError("--threads needs a value: a number, auto or keep")
+        elif arg.startswith("--threads="):
+            value = arg.split("=", 1)[1]
+        else:
+            rest.append(arg)
+    return rest, value
 
 
 TEXT_OPTIONS = ("prompt", "negative_prompt", "caption", "image_caption", "validation_prompt")

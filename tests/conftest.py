@@ -5,6 +5,8 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TQDM_DISABLE", "1")
+# torch's thread count stays as it is (the auto policy could change it between two runs a test compares)
+os.environ.setdefault("MOTIONTUNE_THREADS", "keep")
 
 
 @pytest.fixture(scope="session")

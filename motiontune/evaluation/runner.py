@@ -220,8 +220,32 @@ def plan_cells(suite: Suite | Sequence[Scenario], recipes: Sequence[str], shard:
     return [c for c in cells if c.index % n == i]
 
 
+VARIANT_SEP = "@"
+
+
+def split_recipe(spec: str) -> tuple[str, dict[str, Any]]:
+    """A bench recipe entry ``NAME`` or ``NAME@KEY=VALUE@KEY=VALUE`` (a variant: the recipe with
+    these settings, e.g. ``jointtuner@gate=none`` for an ablation row) as (name, settings).
+    Values are read as YAML scalars (``0``, ``1.5``, ``false``, ``none``)."""
+    import yaml
+
+    name, *items = str(spec).strip().split(VARIANT_SEP)
+    settings: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        key = key.strip().replace("-", "_")
+        if not sep or not key:
+            raise ConfigError(f"recipe variant {spec!r}: each part after {VARIANT_SEP!r} must be KEY=VALUE, got {item!r}")
+        if key in settings:
+            raise ConfigError(f"recipe variant {spec!r}: {key} given twice")
+        settings[key] = yaml.safe_load(value)
+    return name.strip(), settings
+
+
 def check_recipes(recipes: Sequence[str]) -> list[str]:
-    from motiontune.recipes import recipe_names
+    """Check a bench's recipe list (names, or variants ``NAME@KEY=VALUE``): known names, each
+    entry once, a variant's settings accepted by its recipe."""
+    from motiontune.recipes import make_recipe, recipe_names
 
     recipes = [r.strip() for r in recipes if r.strip()]
     if not recipes:
@@ -229,9 +253,15 @@ def check_recipes(recipes: Sequence[str]) -> list[str]:
     if len(set(recipes)) != len(recipes):
         raise ConfigError(f"recipes listed twice: {', '.join(recipes)}")
     known = [NONE_RECIPE, *recipe_names()]
-    unknown = [r for r in recipes if r not in known]
+    parsed = {r: split_recipe(r) for r in recipes}
+    unknown = [r for r, (name, _) in parsed.items() if name not in known]
     if unknown:
         raise ConfigError(f"unknown recipe(s) {', '.join(unknown)}; known: {', '.join(known)}")
+    for spec, (name, settings) in parsed.items():
+        if settings and name == NONE_RECIPE:
+            raise ConfigError(f"{spec}: the base model ({NONE_RECIPE}) takes no settings")
+        if settings:
+            make_recipe(name, **settings)  # an unknown key or a bad value fails here, before any run
     return recipes
 
 
@@ -331,7 +361,9 @@ def read_result(path: str | Path) -> dict[str, Any] | None:
 
 
 def _recipe_settings(config: BenchConfig, recipe: str) -> dict[str, Any]:
-    return {**config.recipe_settings.get("*", {}), **config.recipe_settings.get(recipe, {})}
+    """``--set`` settings for every recipe, then for this recipe's name, then the variant's own."""
+    name, variant = split_recipe(recipe)
+    return {**config.recipe_settings.get("*", {}), **config.recipe_settings.get(name, {}), **variant}
 
 
 def _update_manifest(config: BenchConfig, suite: Suite, cells: list[Cell], metrics: list[str]) -> None:
@@ -342,6 +374,8 @@ def _update_manifest(config: BenchConfig, suite: Suite, cells: list[Cell], metri
             manifest = json.loads(path.read_text(encoding="utf-8"))
         except json.JSONDecodeError as exc:
             raise ConfigError(f"{path}: unreadable ({exc}); remove it or use another --output") from exc
+        if manifest.get("suite") and manifest["suite"] != config.suite:
+            raise ConfigError(f"{config.output} holds a run of the suite {manifest['suite']!r}, not {config.suite!r}; use another --output")
         old = manifest.get("settings", {})
         new = _json_safe(config.fingerprint())
         if old and old != new:
@@ -448,7 +482,7 @@ def run_cell(cell: Cell, config: BenchConfig, metrics: list[str], scorer: Learne
     if recipe != NONE_RECIPE:
         adapter = folder / "adapter"
         result = api.train(
-            config.backbone, videos=list(s.videos), captions=list(s.captions), output_dir=str(adapter), recipe=recipe,
+            config.backbone, videos=list(s.videos), captions=list(s.captions), output_dir=str(adapter), recipe=split_recipe(recipe)[0],
             images=list(s.images) or None, image_captions=list(s.image_captions) or None,
             recipe_settings=_recipe_settings(config, recipe), steps=config.train_steps, seed=config.seed,
             progress=config.progress, **common, **config.train_settings,

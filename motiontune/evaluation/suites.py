@@ -191,6 +191,8 @@ class SuiteInfo:
     loader: SuiteLoader | str
     description: str = ""
     needs_source: bool = False
+    #: ``NAME`` and ``NAME:SOURCE`` both work (the toy suite: ``toy`` or ``toy:joint``)
+    source_optional: bool = False
 
     def resolve_loader(self) -> SuiteLoader:
         try:
@@ -202,8 +204,10 @@ class SuiteInfo:
 SUITES: dict[str, SuiteInfo] = {}
 
 
-def register_suite(name: str, loader: SuiteLoader | str, description: str = "", needs_source: bool = False) -> None:
-    """Make ``--suite NAME`` (or ``NAME:SOURCE`` when ``needs_source``) load with ``loader``.
+def register_suite(name: str, loader: SuiteLoader | str, description: str = "", needs_source: bool = False,
+                   source_optional: bool = False) -> None:
+    """Make ``--suite NAME`` (or ``NAME:SOURCE`` when ``needs_source``; either when
+    ``source_optional``) load with ``loader``.
 
     ``loader`` is a callable, or a ``"package.module:function"`` string naming one, imported only
     when the suite is loaded (so that registering a suite imports nothing of its provider).
@@ -216,7 +220,7 @@ def register_suite(name: str, loader: SuiteLoader | str, description: str = "", 
         check_target(loader)
     except ValueError as exc:
         raise ConfigError(f"suite {name!r}: {exc}") from exc
-    SUITES[name] = SuiteInfo(name, loader, description, needs_source)
+    SUITES[name] = SuiteInfo(name, loader, description, needs_source, source_optional)
 
 
 def suite_names() -> list[str]:
@@ -233,7 +237,7 @@ def load_suite(spec: str, limit: int | None = None, only: Sequence[str] | None =
     info = SUITES[name]
     if info.needs_source and not source:
         raise ConfigError(f"suite {name!r} needs a path: --suite {name}:PATH")
-    if source and not info.needs_source:
+    if source and not (info.needs_source or info.source_optional):
         raise ConfigError(f"suite {name!r} takes no path (got {source!r})")
     root = os.path.dirname(os.path.abspath(source)) if source and os.path.isfile(source) else source
     scenarios = [s if isinstance(s, Scenario) else Scenario.from_dict(s, root) for s in info.resolve_loader()(source)]
@@ -538,7 +542,9 @@ def _builtin_suites() -> None:
     register_suite("scenarios", load_scenario_file, "a YAML/JSON scenario file (explicit, or subjects x motions x prompts)", needs_source=True)
     register_suite("folder", load_video_folder, "a folder of videos with captions.json or VIDEO.txt captions (MotionBench shape)", needs_source=True)
     # provided by the toy world (motiontune/toyworld/plugin.py), imported only when loaded
-    register_suite("toy", "motiontune.toyworld.plugin:load_suite", "the toy-world suite, scored with the toy oracle metrics")
+    register_suite("toy", "motiontune.toyworld.plugin:load_suite",
+                   "the toy-world suite, scored with the toy oracle metrics (toy:KINDS picks motion, appearance, joint, fewshot or all)",
+                   source_optional=True)
 
 
 _builtin_suites()

@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from motiontune.utils import threads
+
 if TYPE_CHECKING:
     from motiontune.backbones.base import BackboneSpec, Conditioning
     from motiontune.recipes.base import Recipe
@@ -47,6 +49,7 @@ def denoiser_call(
     **kwargs: Any,
 ) -> torch.Tensor:
     """``spec.predict`` with the recipe's conditioning edit and forward context applied."""
+    threads.tick()  # adapt torch's thread count to the machine's load (motiontune.utils.threads)
     if recipe is None:
         return spec.predict(x_t, t, cond, **kwargs)
     cond = recipe.condition(cond, call)

@@ -193,8 +193,15 @@ class Recipe:
     def train_range(self) -> TimestepRange | None:
         return self.config.train_timesteps
 
+    #: set by the trainer: the run has reference images as well as clips
+    images_with_videos: bool = False
+
     def batch_kind(self, step: int, generator: torch.Generator) -> str:
-        """What this step trains on: ``"video"`` (default) or ``"image"``."""
+        """What this step trains on: ``"video"`` or ``"image"``. Default: clips; when reference
+        images were given beside the clips, images on even steps and clips on odd steps (so a
+        plain recipe learns from both, e.g. ``lora`` on a subject's images and a motion clip)."""
+        if self.images_with_videos:
+            return "image" if step % 2 == 0 else "video"
         return "video"
 
     # ---------------------------------------------------------------- hooks (every phase)

@@ -25,10 +25,11 @@ from motiontune.toyworld.demo import toy_model_path
 
 def load_suite(source: str | None = None) -> list:
     """The toy suite's scenarios (:class:`motiontune.evaluation.suites.Scenario`), for
-    ``motiontune bench --suite toy``; the suite takes no path."""
+    ``motiontune bench --suite toy`` (motion and appearance scenarios) or ``--suite toy:KINDS``
+    (a comma list of motion, appearance, joint, fewshot, or ``all``)."""
     from motiontune.toyworld.suite import toy_suite_scenarios
 
-    return list(toy_suite_scenarios())
+    return list(toy_suite_scenarios(kinds=source))
 
 
 def bench_scores(video: np.ndarray, prompt: str, reference: np.ndarray | None) -> dict[str, float]:

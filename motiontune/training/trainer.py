@@ -238,6 +238,7 @@ class Trainer:
         pool = getattr(data, "pool", None)
         #: a recipe's video batches become image batches when only reference images were given
         self._images_only = bool(pool and not pool("video") and pool("image"))
+        recipe.images_with_videos = bool(pool and pool("video") and pool("image"))
         self.rank = self.accelerator.process_index
         self.world = self.accelerator.num_processes
         self._check_data()
