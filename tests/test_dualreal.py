@@ -3,6 +3,8 @@ identity/motion alternation with the other branch frozen."""
 
 import json
 import os
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -22,6 +24,7 @@ from motiontune.recipes.dualreal import BRANCHES, CONTROLLER
 from motiontune.training.plan import Stage
 from motiontune.training.trainer import Trainer, TrainConfig
 
+HERE = os.path.dirname(os.path.abspath(__file__))
 PROMPT = "a red circle moves left"
 FAMILIES = ["wan", "cogvideox", "hunyuan_video", "latte", "unet3d", "toy"]
 
@@ -252,6 +255,32 @@ def test_frozen_branch_stays_bit_for_bit_over_many_steps_with_accumulation(tiny_
     assert {(n, pool, f) for n, pool, f in seen} == {("identity", "image", 1), ("motion", "video", seen[[s[0] for s in seen].index("motion")][2])}
     assert all(f > 1 for n, _, f in seen if n == "motion")
     assert bool(recipe.controller.head[3].weight.detach().abs().sum() > 0)  # the zero-initialised head learned
+
+
+def test_two_process_run_keeps_the_frozen_branch_still(tiny_model_dir, tmp_path):
+    from motiontune.utils.files import load_tensors
+
+    model = tiny_model_dir("wan")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MASTER_PORT": "29547"}
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+           "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "29547",
+           os.path.join(HERE, "scripts", "ddp_dualreal.py"), model, str(tmp_path)]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=400)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    logs = [json.load(open(tmp_path / f"log{r}.json")) for r in (0, 1)]
+    assert logs[0] == logs[1]  # both ranks planned the same kind of step and trained the same branches
+    kinds = {e["pass"] for e in logs[0]}
+    assert kinds == {"motion", "identity"}
+    for e in logs[0]:
+        if e["branch"] == CONTROLLER:
+            assert e["trained"]
+        else:
+            assert e["trained"] == (e["branch"] == e["pass"])
+    frozen = [e for e in logs[0] if not e["trained"]]
+    assert frozen and all(e["weights_same"] and e["optimizer_same"] for e in frozen)
+    assert all(not e["weights_same"] for e in logs[0] if e["trained"])
+    a, b = load_tensors(str(tmp_path / "rank0.safetensors")), load_tensors(str(tmp_path / "rank1.safetensors"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
 def test_gradient_checkpointing_gives_the_same_gradients(tiny_model_dir):
