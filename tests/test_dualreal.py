@@ -283,6 +283,40 @@ def test_two_process_run_keeps_the_frozen_branch_still(tiny_model_dir, tmp_path)
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
+def _bench(name):
+    import importlib.util
+
+    root = os.path.dirname(HERE)
+    spec = importlib.util.spec_from_file_location(f"motiontune_bench_{name}", os.path.join(root, "benchmarks", f"{name}.py"))
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.modules.pop(spec.name, None)
+    return module
+
+
+def test_gradmask_alternation_lets_the_held_branch_drift_and_true_alternation_does_not(tiny_model_dir, tmp_path):
+    bench = _bench("dualreal_drift")
+    model = tiny_model_dir("wan")
+    spec = load_backbone(model)
+    f, h, w = _size(spec)
+    data = bench.reference_data(spec, f, h, w)
+    out = bench.drift(lambda: load_backbone(model), data, 6, learning_rate=1e-2, recipe_settings={"hidden": 8}, workdir=str(tmp_path))
+    assert out["optimizer"]["plan"] == out["gradmask"]["plan"] == out["nomask"]["plan"]  # the same steps in each run
+    assert set(out["optimizer"]["plan"]) == {"m", "i"}
+    for b in BRANCHES:
+        assert out["optimizer"][b]["held_steps"] > 0 and out["optimizer"][b]["held_l2_sum"] == 0.0
+        assert out["gradmask"][b]["held_l2_sum"] > 0 and out["nomask"][b]["held_l2_sum"] > 0
+        assert out["optimizer"][b]["trained_l2_sum"] > 0
+    with pytest.raises(ConfigError, match="unknown alternation 'mask'"):
+        make_recipe("dualreal", alternation="mask")
+    # gradmask and nomask plan every adapter branch on every step (the held one is masked after backward)
+    (p,) = make_recipe("dualreal", alternation="gradmask").passes(0, Stage(), torch.Generator().manual_seed(0))
+    assert set(p.train) == {*BRANCHES, CONTROLLER}
+
+
 def test_gradient_checkpointing_gives_the_same_gradients(tiny_model_dir):
     grads = []
     for checkpointing in (False, True):

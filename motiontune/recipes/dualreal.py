@@ -45,7 +45,8 @@ and "What the public code does").
 Settings (``--set KEY=VALUE``; ``--lr`` also works): ``hidden`` (64), ``residual`` (false),
 ``blocks_per_group`` (6), ``groups`` (none), ``alpha_branch`` ("motion"), ``controller`` (true),
 ``controller_width`` (512) and ``controller_hidden`` (128), ``weight_total`` (0.2),
-``fixed_weight`` (0.1), ``motion_share`` (0.5). The authors' code: learning rate 1e-3 (the default
+``fixed_weight`` (0.1), ``motion_share`` (0.5), ``alternation`` ("optimizer"; "gradmask" and "nomask" are the
+authors' code's behaviours, for ablations: see the config's comment and ``docs/methods/dualreal.md``). The authors' code: learning rate 1e-3 (the default
 here), AdamW with weight decay 1e-4 (the default here; the code uses 8-bit AdamW with betas
 (0.9, 0.95); here torch's AdamW, betas (0.9, 0.999)), 1000 steps (the default when ``--steps`` is
 not given), 200 warm-up steps and a cosine schedule (trainer settings, not recipe settings: pass
@@ -92,6 +93,8 @@ if TYPE_CHECKING:
 BRANCHES = ("identity", "motion")
 CONTROLLER = "controller"
 CONTROLLER_FILE = "controller.safetensors"
+#: how the branch of the other kind is held on a step (see DualRealConfig.alternation)
+ALTERNATIONS = ("optimizer", "gradmask", "nomask")
 #: the authors' code's settings (METHODS.md): lr 1e-3, AdamW weight decay 1e-4, 1000 steps
 DEFAULT_STEPS = 1000
 
@@ -119,6 +122,12 @@ class DualRealConfig(RecipeConfig):
     fixed_weight: float = 0.1
     #: probability that a step is a motion step
     motion_share: float = 0.5
+    #: how the branch of the other kind is held on a step: "optimizer" (its optimizer does not step and it
+    #: gets no gradient: it does not move at all), "gradmask" (the code's gradient mask done by zeroing:
+    #: it gets its gradient, which is zeroed after backward, and its AdamW still steps, so momentum and
+    #: weight decay move it), "nomask" (both branches train on every step: what the code does under its
+    #: DeepSpeed ZeRO-2 setting, where the optimizer steps inside backward, before the mask)
+    alternation: str = "optimizer"
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -130,6 +139,8 @@ class DualRealConfig(RecipeConfig):
         self.weight_total = number("weight_total", self.weight_total, 0, 10, low_open=True)
         self.fixed_weight = number("fixed_weight", self.fixed_weight, 0, 10)
         self.motion_share = number("motion_share", self.motion_share, 0, 1)
+        if self.alternation not in ALTERNATIONS:
+            raise ConfigError(f"unknown alternation {self.alternation!r}; choose from {', '.join(ALTERNATIONS)}")
         if self.alpha_branch not in BRANCHES:
             raise ConfigError(f"unknown alpha_branch {self.alpha_branch!r}; choose from motion (the paper), identity (the authors' code)")
         for name in ("residual", "controller"):
@@ -218,9 +229,23 @@ class DualRealRecipe(NamedLoraRecipe):
 
     def passes(self, step: int, stage: Stage, generator: torch.Generator) -> list[Pass]:
         extra = (CONTROLLER,) if self.config.controller else ()
-        if self.is_motion_step(generator):
-            return [Pass(pool="video", train=("motion", *extra), name="motion")]
-        return [Pass(pool="image", train=("identity", *extra), name="identity")]
+        kind, pool = ("motion", "video") if self.is_motion_step(generator) else ("identity", "image")
+        train = (kind, *extra) if self.config.alternation == "optimizer" else (*BRANCHES, *extra)
+        return [Pass(pool=pool, train=train, name=kind)]
+
+    @staticmethod
+    def frozen_branch(pool: str) -> str:
+        """The branch a step on ``pool`` does not train (the motion branch on image steps)."""
+        return "motion" if pool == "image" else "identity"
+
+    def after_backward(self, step: int, kind: str) -> None:
+        """``alternation="gradmask"``: zero the gradients of the branch of the other kind (the code's mask;
+        its optimizer still steps)."""
+        if self.config.alternation != "gradmask":
+            return
+        for p in self._require().parameters(self.frozen_branch(kind)).values():
+            if p.grad is not None:
+                p.grad.zero_()
 
     # ------------------------------------------------------------------ controller
     def last_weights(self) -> dict[str, torch.Tensor]:
@@ -270,4 +295,4 @@ class DualRealRecipe(NamedLoraRecipe):
         return out
 
 
-__all__ = ["BRANCHES", "CONTROLLER", "DualRealConfig", "DualRealRecipe"]
+__all__ = ["ALTERNATIONS", "BRANCHES", "CONTROLLER", "DualRealConfig", "DualRealRecipe"]
