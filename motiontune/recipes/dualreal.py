@@ -71,7 +71,11 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from motiontune.adapters.block_adapter import backbone_blocks, block_width, set_weight_source
+import dataclasses
+import logging
+
+from motiontune.adapters.block_adapter import add_block_condition, backbone_blocks, block_width, set_condition, set_weight_source
+from motiontune.adapters.image_embedding import check_image_encoder, embed_images, load_embedding, load_image_encoder, save_embedding
 from motiontune.adapters.stage_blender import (
     CHILD,
     GroupWeights,
@@ -93,6 +97,8 @@ if TYPE_CHECKING:
 BRANCHES = ("identity", "motion")
 CONTROLLER = "controller"
 CONTROLLER_FILE = "controller.safetensors"
+IMAGE_FILE = "image_embedding.safetensors"
+log = logging.getLogger("motiontune")
 #: how the branch of the other kind is held on a step (see DualRealConfig.alternation)
 ALTERNATIONS = ("optimizer", "gradmask", "nomask")
 #: the authors' code's settings (METHODS.md): lr 1e-3, AdamW weight decay 1e-4, 1000 steps
@@ -128,6 +134,16 @@ class DualRealConfig(RecipeConfig):
     #: weight decay move it), "nomask" (both branches train on every step: what the code does under its
     #: DeepSpeed ZeRO-2 setting, where the optimizer steps inside backward, before the mask)
     alternation: str = "optimizer"
+    #: "auto": bitsandbytes' 8-bit AdamW (the authors' code) when bitsandbytes is installed and the model is on
+    #: a GPU, else torch's AdamW; "adamw"; "adamw8bit" (refused without bitsandbytes or a GPU)
+    optimizer: str = "auto"
+    #: reference-image conditioning: a CLIP image encoder (hub id or folder; None: no conditioning)
+    image_encoder: str | None = None
+    #: lambda: the scale of the projected image embedding added to the conditioned adapters' input
+    image_scale: float = 1.0
+    #: the adapters that read the image embedding: "motion" (the paper's equation 2 and the code's script),
+    #: "identity", or "identity,motion"
+    image_branches: Any = ("motion",)
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -139,6 +155,20 @@ class DualRealConfig(RecipeConfig):
         self.weight_total = number("weight_total", self.weight_total, 0, 10, low_open=True)
         self.fixed_weight = number("fixed_weight", self.fixed_weight, 0, 10)
         self.motion_share = number("motion_share", self.motion_share, 0, 1)
+        self.image_scale = number("image_scale", self.image_scale, -100, 100)
+        raw = self.image_branches
+        items = raw.split(",") if isinstance(raw, str) else list(raw) if isinstance(raw, (list, tuple)) else [None]
+        names = [b.strip() if isinstance(b, str) else b for b in items]
+        if not names or any(b not in BRANCHES for b in names):
+            raise ConfigError(f"image_branches must name motion, identity or both, comma-separated (got {raw!r})")
+        self.image_branches = tuple(b for b in BRANCHES if b in names)
+        if self.image_encoder is not None:
+            check_image_encoder(self.image_encoder)  # before any model loads
+        if self.optimizer not in ("auto", "adamw", "adamw8bit"):
+            raise ConfigError(f"unknown optimizer {self.optimizer!r}; choose from auto, adamw, adamw8bit")
+        if self.optimizer == "adamw8bit" and not has_bitsandbytes():
+            raise ConfigError("optimizer=adamw8bit needs bitsandbytes (pip install bitsandbytes) and a GPU; "
+                              "optimizer=auto uses it only where it is there")
         if self.alternation not in ALTERNATIONS:
             raise ConfigError(f"unknown alternation {self.alternation!r}; choose from {', '.join(ALTERNATIONS)}")
         if self.alpha_branch not in BRANCHES:
@@ -166,6 +196,9 @@ class DualRealRecipe(NamedLoraRecipe):
         #: the layout recorded in a folder being loaded (prepare_load)
         self._saved: dict[str, Any] | None = None
         self._folder = ""
+        #: the reference-image embedding (1, c) the conditioned adapters read (None: no conditioning)
+        self.image_embedding: torch.Tensor | None = None
+        self._image_count = 0
 
     # ------------------------------------------------------------------ layout
     def adapter_plan(self, spec: "BackboneSpec") -> dict[str, AdapterDecl]:
@@ -199,6 +232,45 @@ class DualRealRecipe(NamedLoraRecipe):
                                   (cfg.fixed_weight, cfg.fixed_weight))
         self.blend.install()
         set_weight_source(spec.denoiser, self.blend.weight)
+        dim = self._condition_dim()
+        if dim:
+            for b in cfg.image_branches:
+                add_block_condition(spec.denoiser, b, dim)
+                self.adapters.configs[b] = dataclasses.replace(self.adapters.configs[b], condition_dim=dim)
+            self._set_condition()
+
+    # ------------------------------------------------------------------ reference-image conditioning
+    def prepare_training(self, spec: "BackboneSpec", data: Any) -> None:
+        """Embed the reference images with the image encoder (or say in one line that there is none)."""
+        cfg = self.config
+        if cfg.image_encoder is None:
+            log.info("dualreal: no image encoder given (--set image_encoder=HUB_ID_OR_FOLDER of a CLIP image encoder): "
+                     "the adapters are not conditioned on the reference images")
+            return
+        images = reference_images(data)
+        model, processor = load_image_encoder(cfg.image_encoder, spec.device)
+        embeddings = embed_images(model, processor, images)
+        del model
+        self.image_embedding = embeddings.mean(0, keepdim=True)
+        self._image_count = len(images)
+        log.info("dualreal: the %s adapter(s) read the mean CLIP embedding of %d reference image(s) (%s, width %d, lambda %g)",
+                 "/".join(cfg.image_branches), len(images), cfg.image_encoder, self.image_embedding.shape[-1], cfg.image_scale)
+
+    def _condition_dim(self) -> int:
+        saved = (self._saved or {}).get("image_condition")
+        if isinstance(saved, dict):
+            return int(saved["dim"])
+        if self.image_embedding is not None:
+            return int(self.image_embedding.shape[-1])
+        if self.config.image_encoder is not None:
+            raise ConfigError(f"image_encoder={self.config.image_encoder!r}: the image conditioning is made from the run's "
+                              f"reference images; train through motiontune train or the Trainer, which embed them first")
+        return 0
+
+    def _set_condition(self) -> None:
+        e = self.image_embedding
+        if self.spec is not None:
+            set_condition(self.spec.denoiser, None if e is None else e.to(self.spec.device), self.config.image_scale)
 
     def _check_saved(self, spec: "BackboneSpec", blocks: int, groups: list[int]) -> None:
         saved, where = self._saved or {}, self._folder
@@ -206,6 +278,9 @@ class DualRealRecipe(NamedLoraRecipe):
         if saved.get("blocks") != blocks:
             raise ConfigError(f"{where}: the dualreal adapter was trained on a model with {saved.get('blocks')} transformer blocks; "
                               f"{given} has {blocks}")
+        cond = saved.get("image_condition")
+        if cond is not None and (not isinstance(cond, dict) or not isinstance(cond.get("dim"), int) or cond["dim"] < 1):
+            raise ConfigError(f"{where}: motiontune.json's dualreal image_condition is not valid (expected the embedding width 'dim')")
         if saved.get("groups") is not None and saved["groups"] != max(groups) + 1:
             raise ConfigError(f"{where}: the dualreal controller was trained with {saved['groups']} block groups; "
                               f"its settings give {max(groups) + 1} on {given}")
@@ -222,7 +297,21 @@ class DualRealRecipe(NamedLoraRecipe):
         return out
 
     def stages(self) -> list[Stage]:
-        return [Stage(name="joint")]
+        return [Stage(name="joint", optimizer=self.optimizer_kind())]
+
+    def optimizer_kind(self) -> str:
+        """The optimizer of every branch: ``adamw8bit`` for ``optimizer=auto`` when bitsandbytes is installed
+        and the model is on a GPU (the authors' code's 8-bit AdamW), else ``adamw``."""
+        cfg = self.config
+        on_gpu = self.spec is not None and self.spec.device.type == "cuda"
+        if cfg.optimizer == "adamw8bit":
+            if self.spec is not None and not on_gpu:
+                raise ConfigError(f"optimizer=adamw8bit needs the model on a GPU (it is on {self.spec.device.type}); "
+                                  f"use optimizer=auto or adamw")
+            return "adamw8bit"
+        if cfg.optimizer == "auto" and on_gpu and has_bitsandbytes():
+            return "adamw8bit"
+        return "adamw"
 
     def is_motion_step(self, generator: torch.Generator) -> bool:
         return float(torch.rand((), generator=generator)) < self.config.motion_share
@@ -270,7 +359,16 @@ class DualRealRecipe(NamedLoraRecipe):
         if self.controller is not None:
             save_stage_blender(self.controller, os.path.join(folder, CONTROLLER_FILE))
             layout["controller"] = {"file": CONTROLLER_FILE, **self.controller.settings()}
-        write_recipe_json(folder, self, {**(metadata or {}), "adapters": written, "dualreal": layout})
+        config = self.config.to_dict()
+        if self.image_embedding is not None:
+            cfg = self.config
+            save_embedding(self.image_embedding, os.path.join(folder, IMAGE_FILE),
+                           {"encoder": str(cfg.image_encoder), "images": str(self._image_count)})
+            layout["image_condition"] = {"file": IMAGE_FILE, "encoder": cfg.image_encoder, "dim": int(self.image_embedding.shape[-1]),
+                                         "images": self._image_count, "branches": list(cfg.image_branches), "scale": cfg.image_scale}
+            # generation reads the saved embedding: loading the folder needs no encoder
+            config["image_encoder"] = None
+        write_recipe_json(folder, self, {**(metadata or {}), "adapters": written, "dualreal": layout, "config": config})
 
     def prepare_load(self, info: dict[str, Any], folder: str) -> None:
         super().prepare_load(info, folder)
@@ -285,6 +383,11 @@ class DualRealRecipe(NamedLoraRecipe):
         super().load_weights(folder)
         if self.controller is not None:
             load_stage_blender(self.controller, os.path.join(folder, CONTROLLER_FILE))
+        cond = (self._saved or {}).get("image_condition")
+        if isinstance(cond, dict):
+            self.image_embedding = load_embedding(os.path.join(folder, IMAGE_FILE), int(cond["dim"]))
+            self._image_count = int(cond.get("images", 0) or 0)
+            self._set_condition()
 
     def describe(self) -> dict[str, Any]:
         out = super().describe()
@@ -293,6 +396,23 @@ class DualRealRecipe(NamedLoraRecipe):
             out["groups"] = self.n_groups
             out["alpha_branch"] = self.config.alpha_branch
         return out
+
+
+def has_bitsandbytes() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("bitsandbytes") is not None
+
+
+def reference_images(data: Any) -> list[torch.Tensor]:
+    """The run's reference images as (3, H, W) pixels: the images, else the first frame of each clip."""
+    images = [s.pixels for s in getattr(data, "images", []) if s.pixels is not None]
+    if not images:
+        images = [s.pixels[:, 0] for s in getattr(data, "videos", []) if s.pixels is not None]
+    if not images:
+        raise ConfigError(f"image_encoder: the image conditioning needs reference images or clips as pixels; "
+                          f"this training data ({type(data).__name__}) gives none")
+    return images
 
 
 __all__ = ["ALTERNATIONS", "BRANCHES", "CONTROLLER", "DualRealConfig", "DualRealRecipe"]
