@@ -451,6 +451,15 @@ def test_bad_input_is_refused_in_one_line(tiny_model_dir, tiny_toy, tmp_path, ca
         assert message in capsys.readouterr().err
     good = tmp_path / "good"
     assert _train(model, str(tmp_path), good, size) == 0
+
+    def contents():
+        return {p.name: p.read_bytes() for p in sorted(good.rglob("*")) if p.is_file()}
+
+    kept = contents()
+    # a refused run into a folder that holds an adapter leaves it as it was
+    assert _train(model, str(tmp_path), good, size, "--set", "groups=3", "--no-resume") == 2
+    assert "groups=3 is more than the 2 transformer blocks" in capsys.readouterr().err
+    assert contents() == kept
     # a folder trained on another backbone family
     capsys.readouterr()
     assert main(["generate", "--adapter", str(good), "--backbone", tiny_model_dir("cogvideox"), "--prompt", "x",
@@ -463,6 +472,7 @@ def test_bad_input_is_refused_in_one_line(tiny_model_dir, tiny_toy, tmp_path, ca
     assert err.count("\n") == 0 and "trained on a model with 2 transformer blocks" in err and "has 1" in err
     with pytest.raises(ConfigError, match="2 transformer blocks"):
         load_recipe(str(good), load_backbone(tiny_toy))
+    assert contents() == kept and not (tmp_path / "g").exists()  # nothing lost, nothing written
     # a folder without the controller
     info = json.loads((good / "motiontune.json").read_text())
     del info["dualreal"]["controller"]
