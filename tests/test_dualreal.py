@@ -429,6 +429,22 @@ def test_cli_train_then_generate(backbone, tiny_model_dir, tmp_path):
         assert torch.equal(state[k], v), k
 
 
+@pytest.mark.parametrize("backbone", ["hunyuan_video", "latte", "unet3d", "toy"])
+def test_cli_train_then_generate_on_the_other_backbones(backbone, tiny_model_dir, tiny_toy, tmp_path):
+    model = tiny_toy if backbone == "toy" else tiny_model_dir(backbone)
+    spec = load_backbone(model)
+    size = _media(spec, str(tmp_path))
+    out = tmp_path / "run"
+    assert main(["train", "--backbone", model, "--recipe", "dualreal", "--image", str(tmp_path / "a.png"), "--image-caption", "a red circle", "--video",
+                 str(tmp_path / "ref.mp4"), "--caption", PROMPT, "--steps", "1", "--set", "hidden=4", "--output", str(out),
+                 "--quiet", *size]) == 0
+    info = json.loads((out / "motiontune.json").read_text())
+    assert info["dualreal"]["blocks"] == len(spec.block_sites()) and set(info["adapters"]) == set(BRANCHES)
+    assert main(["generate", "--adapter", str(out), "--prompt", PROMPT, "--steps", "1", "--output", str(tmp_path / "gen"),
+                 "--quiet", *size]) == 0
+    assert len([p for p in os.listdir(tmp_path / "gen") if p.endswith(".mp4")]) == 1
+
+
 def load_tensors_of(folder):
     """The trained weights of every branch, from the last checkpoint (the final adapter is one)."""
     from motiontune.training.checkpoint import latest_checkpoint, load_checkpoint
