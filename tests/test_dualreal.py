@@ -72,6 +72,8 @@ def test_no_op_at_init_and_every_block_site_acts(family, tiny_model_dir, tiny_to
     layers = block_layers(spec.denoiser)
     sites = spec.block_sites()
     assert len(layers) == 2 * len(sites)  # attention and feed-forward of every block
+    if family == "hunyuan_video":  # dual-stream and single-stream blocks alike
+        assert any(n.startswith("transformer_blocks.") for n in layers) and any(n.startswith("single_transformer_blocks.") for n in layers)
     for site in sites:
         for child in ("block_adapter_attn", "block_adapter_ff"):
             layer = spec.denoiser.get_submodule(f"{site.path}.{child}")

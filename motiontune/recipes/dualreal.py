@@ -37,29 +37,47 @@ and "What the public code does").
   plan generator (the same on every process). A motion step trains ``motion`` and ``controller``,
   an identity step ``identity`` and ``controller``; the branch of the other kind still runs in the
   forward pass (the "frozen prior") but does not move at all on that step: it gets no gradient and
-  its optimizer does not step (no momentum, no weight decay), unlike the code's gradient mask, which
-  its own DeepSpeed ZeRO-2 setting bypasses and which leaves AdamW's momentum and weight decay
-  acting on the masked branch. Plain diffusion loss. (With reference images only and no clip, the
+  its optimizer does not step (no momentum, no weight decay). The code's gradient mask sets the
+  masked branch's gradients to None after backward; under its own DeepSpeed ZeRO-2 setting the
+  optimizer has already stepped inside backward, so the mask does nothing (``alternation="nomask"``);
+  a mask that zeroes the gradients instead leaves AdamW's momentum and weight decay acting on the
+  masked branch (``alternation="gradmask"``; with ``None`` gradients, as in the code without
+  DeepSpeed, torch's and bitsandbytes' AdamW skip the parameter, which then holds still as here).
+  Plain diffusion loss. (With reference images only and no clip, the
   trainer turns the motion steps into image steps too, so both branches then learn from images.)
 
 Settings (``--set KEY=VALUE``; ``--lr`` also works): ``hidden`` (64), ``residual`` (false),
 ``blocks_per_group`` (6), ``groups`` (none), ``alpha_branch`` ("motion"), ``controller`` (true),
 ``controller_width`` (512) and ``controller_hidden`` (128), ``weight_total`` (0.2),
-``fixed_weight`` (0.1), ``motion_share`` (0.5), ``alternation`` ("optimizer"; "gradmask" and "nomask" are the
-authors' code's behaviours, for ablations: see the config's comment and ``docs/methods/dualreal.md``). The authors' code: learning rate 1e-3 (the default
-here), AdamW with weight decay 1e-4 (the default here; the code uses 8-bit AdamW with betas
-(0.9, 0.95); here torch's AdamW, betas (0.9, 0.999)), 1000 steps (the default when ``--steps`` is
+``fixed_weight`` (0.1), ``motion_share`` (0.5), ``alternation`` ("optimizer"; "gradmask" and
+"nomask" are the authors' code's behaviours, for ablations: see the config's comment and
+``docs/methods/dualreal.md``), ``optimizer`` ("auto"), ``image_encoder`` (none), ``image_scale`` (1),
+``image_branches`` ("motion"). The authors' code: learning rate 1e-3 (the default here), AdamW with
+weight decay 1e-4 (the default here; the code uses bitsandbytes' 8-bit AdamW with betas (0.9, 0.95);
+here 8-bit AdamW only with bitsandbytes on a GPU, and betas (0.9, 0.999) either way), 1000 steps (the default when ``--steps`` is
 not given), 200 warm-up steps and a cosine schedule (trainer settings, not recipe settings: pass
 ``warmup_steps=200, lr_schedule="cosine"`` to :func:`motiontune.api.train`), batch 3 for motion
 and 1 for identity (the trainer has one batch size), 49 frames at 480x720 in bf16; sampling with
 CFG 6 and 50 steps (CogVideoX's own defaults here; on another backbone pass ``--guidance 6 --steps
 50``). On the toy model the learning rate comes from its folder (``default_learning_rate``) unless
-one is given. The reference-image conditioning of the adapters' input (a CLIP image embedding
-projected by a learned Linear, scaled by lambda) is not implemented.
+one is given. ``optimizer`` ("auto"): bitsandbytes' 8-bit AdamW, as in the code, when bitsandbytes is
+installed and the model is on a GPU, else torch's AdamW.
+
+* **Reference-image conditioning** (optional, ``image_encoder``: a CLIP image encoder by hub id or
+  folder, transformers' ``CLIPVisionModelWithProjection`` with its ``CLIPImageProcessor``): before
+  training, the run's reference images (or the first frame of each clip when no image is given) are
+  embedded and averaged into one embedding ``e``; each adapter of ``image_branches`` (default
+  ``motion``: the paper's equation 2 and the code's script) gets a learned ``Linear(c, d)`` and reads
+  ``x + image_scale * Linear(e)`` (lambda, default 1, the code's). The embedding is written beside the
+  adapter (``image_embedding.safetensors``), so generation needs no encoder. Without an encoder, one
+  line says the conditioning is skipped; an encoder given but not found is refused before the model
+  loads. The code instead embeds each training clip's frame (identity images with a derangement,
+  and a dropout to a zero feature) and a single reference image at inference.
 
 Files: ``adapter_identity.safetensors`` and ``adapter_motion.safetensors`` (block adapters, their
-own key layout) and ``controller.safetensors``; ``motiontune.json`` records the block count and
-the groups. ``motiontune generate`` and the Python API load the folder; one trained on another
+own key layout), ``controller.safetensors`` and, with image conditioning, ``image_embedding.safetensors``;
+``motiontune.json`` records the block count, the groups and the image conditioning (its
+``config.image_encoder`` is written as null, the encoder being recorded under ``dualreal.image_condition``). ``motiontune generate`` and the Python API load the folder; one trained on another
 backbone family or on a model with another number of blocks (or another width) is refused.
 """
 
