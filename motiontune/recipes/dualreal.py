@@ -252,7 +252,8 @@ class DualRealRecipe(NamedLoraRecipe):
         set_weight_source(spec.denoiser, self.blend.weight)
         dim = self._condition_dim()
         if dim:
-            for b in cfg.image_branches:
+            saved = (self._saved or {}).get("image_condition") or {}
+            for b in saved.get("branches", cfg.image_branches):
                 add_block_condition(spec.denoiser, b, dim)
                 self.adapters.configs[b] = dataclasses.replace(self.adapters.configs[b], condition_dim=dim)
             self._set_condition()
@@ -297,8 +298,10 @@ class DualRealRecipe(NamedLoraRecipe):
             raise ConfigError(f"{where}: the dualreal adapter was trained on a model with {saved.get('blocks')} transformer blocks; "
                               f"{given} has {blocks}")
         cond = saved.get("image_condition")
-        if cond is not None and (not isinstance(cond, dict) or not isinstance(cond.get("dim"), int) or cond["dim"] < 1):
-            raise ConfigError(f"{where}: motiontune.json's dualreal image_condition is not valid (expected the embedding width 'dim')")
+        if cond is not None and (not isinstance(cond, dict) or not isinstance(cond.get("dim"), int) or cond["dim"] < 1
+                                 or not isinstance(cond.get("branches", []), list) or not set(cond.get("branches", [])) <= set(BRANCHES)):
+            raise ConfigError(f"{where}: motiontune.json's dualreal image_condition is not valid (expected the embedding width "
+                              f"'dim' and the conditioned branches)")
         if saved.get("groups") is not None and saved["groups"] != max(groups) + 1:
             raise ConfigError(f"{where}: the dualreal controller was trained with {saved['groups']} block groups; "
                               f"its settings give {max(groups) + 1} on {given}")
