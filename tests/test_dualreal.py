@@ -305,7 +305,7 @@ def test_gradmask_alternation_lets_the_held_branch_drift_and_true_alternation_do
     spec = load_backbone(model)
     f, h, w = _size(spec)
     data = bench.reference_data(spec, f, h, w)
-    out = bench.drift(lambda: load_backbone(model), data, 6, learning_rate=1e-2, recipe_settings={"hidden": 8}, workdir=str(tmp_path))
+    out = bench.drift(lambda: load_backbone(model), data, 4, learning_rate=1e-2, recipe_settings={"hidden": 8}, workdir=str(tmp_path))
     assert out["optimizer"]["plan"] == out["gradmask"]["plan"] == out["nomask"]["plan"]  # the same steps in each run
     assert set(out["optimizer"]["plan"]) == {"m", "i"}
     for b in BRANCHES:
