@@ -3,6 +3,8 @@ identity/motion alternation with the other branch frozen."""
 
 import json
 import os
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -22,6 +24,7 @@ from motiontune.recipes.dualreal import BRANCHES, CONTROLLER
 from motiontune.training.plan import Stage
 from motiontune.training.trainer import Trainer, TrainConfig
 
+HERE = os.path.dirname(os.path.abspath(__file__))
 PROMPT = "a red circle moves left"
 FAMILIES = ["wan", "cogvideox", "hunyuan_video", "latte", "unet3d", "toy"]
 
@@ -69,6 +72,8 @@ def test_no_op_at_init_and_every_block_site_acts(family, tiny_model_dir, tiny_to
     layers = block_layers(spec.denoiser)
     sites = spec.block_sites()
     assert len(layers) == 2 * len(sites)  # attention and feed-forward of every block
+    if family == "hunyuan_video":  # dual-stream and single-stream blocks alike
+        assert any(n.startswith("transformer_blocks.") for n in layers) and any(n.startswith("single_transformer_blocks.") for n in layers)
     for site in sites:
         for child in ("block_adapter_attn", "block_adapter_ff"):
             layer = spec.denoiser.get_submodule(f"{site.path}.{child}")
@@ -254,6 +259,111 @@ def test_frozen_branch_stays_bit_for_bit_over_many_steps_with_accumulation(tiny_
     assert bool(recipe.controller.head[3].weight.detach().abs().sum() > 0)  # the zero-initialised head learned
 
 
+def test_two_process_run_keeps_the_frozen_branch_still(tiny_model_dir, tmp_path):
+    from motiontune.utils.files import load_tensors
+
+    model = tiny_model_dir("wan")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MASTER_PORT": "29547"}
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+           "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "29547",
+           os.path.join(HERE, "scripts", "ddp_dualreal.py"), model, str(tmp_path)]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=400)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    logs = [json.load(open(tmp_path / f"log{r}.json")) for r in (0, 1)]
+    assert logs[0] == logs[1]  # both ranks planned the same kind of step and trained the same branches
+    kinds = {e["pass"] for e in logs[0]}
+    assert kinds == {"motion", "identity"}
+    for e in logs[0]:
+        if e["branch"] == CONTROLLER:
+            assert e["trained"]
+        else:
+            assert e["trained"] == (e["branch"] == e["pass"])
+    frozen = [e for e in logs[0] if not e["trained"]]
+    assert frozen and all(e["weights_same"] and e["optimizer_same"] for e in frozen)
+    assert all(not e["weights_same"] for e in logs[0] if e["trained"])
+    a, b = load_tensors(str(tmp_path / "rank0.safetensors")), load_tensors(str(tmp_path / "rank1.safetensors"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def _bench(name):
+    import importlib.util
+
+    root = os.path.dirname(HERE)
+    spec = importlib.util.spec_from_file_location(f"motiontune_bench_{name}", os.path.join(root, "benchmarks", f"{name}.py"))
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.modules.pop(spec.name, None)
+    return module
+
+
+def test_gradmask_alternation_lets_the_held_branch_drift_and_true_alternation_does_not(tiny_model_dir, tmp_path):
+    bench = _bench("dualreal_drift")
+    model = tiny_model_dir("wan")
+    spec = load_backbone(model)
+    f, h, w = _size(spec)
+    data = bench.reference_data(spec, f, h, w)
+    out = bench.drift(lambda: load_backbone(model), data, 4, learning_rate=1e-2, recipe_settings={"hidden": 8}, workdir=str(tmp_path))
+    assert out["optimizer"]["plan"] == out["gradmask"]["plan"] == out["nomask"]["plan"]  # the same steps in each run
+    assert set(out["optimizer"]["plan"]) == {"m", "i"}
+    for b in BRANCHES:
+        assert out["optimizer"][b]["held_steps"] > 0 and out["optimizer"][b]["held_l2_sum"] == 0.0
+        assert out["gradmask"][b]["held_l2_sum"] > 0 and out["nomask"][b]["held_l2_sum"] > 0
+        assert out["optimizer"][b]["trained_l2_sum"] > 0
+    with pytest.raises(ConfigError, match="unknown alternation 'mask'"):
+        make_recipe("dualreal", alternation="mask")
+    # gradmask and nomask plan every adapter branch on every step (the held one is masked after backward)
+    (p,) = make_recipe("dualreal", alternation="gradmask").passes(0, Stage(), torch.Generator().manual_seed(0))
+    assert set(p.train) == {*BRANCHES, CONTROLLER}
+
+
+def test_cost_benchmark_smoke(tmp_path):
+    bench = _bench("dualreal_cost")
+    out = tmp_path / "cost.json"
+    report = bench.main(["--models", "tiny:wan", "--num-frames", "5", "--height", "16", "--width", "16", "--warmup", "0",
+                         "--steps", "2", "--hidden", "8", "--lora-rank", "2", "--output-json", str(out)])
+    assert json.loads(out.read_text()) == json.loads(json.dumps(report))
+    r = report["models"]["tiny:wan"]
+    d, lo = r["dualreal"], r["lora"]
+    assert d["trainable_parameters"] == sum(d["parameters_by_branch"].values())
+    assert set(d["parameters_by_branch"]) == {*BRANCHES, CONTROLLER}
+    assert r["ratios"]["trainable_parameters"] == d["trainable_parameters"] / lo["trainable_parameters"]
+    assert r["ratios"]["seconds_per_step"] == d["seconds_per_step"] / lo["seconds_per_step"] > 0
+    assert sum(k["steps"] for k in d["by_kind"].values()) == 2 and lo["by_kind"].keys() == {"video"}
+
+
+def test_optimizer_is_8bit_adamw_only_with_bitsandbytes_and_a_gpu(tiny_model_dir, monkeypatch):
+    import importlib.util
+    import types
+
+    import motiontune.recipes.dualreal as dr
+    from motiontune.training.trainer import make_optimizer
+
+    recipe = make_recipe("dualreal")
+    recipe.apply(load_backbone(tiny_model_dir("wan")))
+    assert recipe.optimizer_kind() == "adamw" and recipe.stages() == [Stage(name="joint", optimizer="adamw")]  # CPU
+    monkeypatch.setattr(dr, "has_bitsandbytes", lambda: True)
+    assert recipe.optimizer_kind() == "adamw"  # installed, but the model is on the CPU
+    gpu = make_recipe("dualreal")
+    gpu.spec = types.SimpleNamespace(device=torch.device("cuda"))
+    assert gpu.optimizer_kind() == "adamw8bit" and gpu.stages()[0].optimizer == "adamw8bit"
+    assert make_recipe("dualreal", optimizer="adamw").stages()[0].optimizer == "adamw"
+    explicit = make_recipe("dualreal", optimizer="adamw8bit")
+    explicit.spec = recipe.spec
+    with pytest.raises(ConfigError, match="needs the model on a GPU"):
+        explicit.optimizer_kind()
+    monkeypatch.setattr(dr, "has_bitsandbytes", lambda: False)
+    with pytest.raises(ConfigError, match="needs bitsandbytes"):
+        make_recipe("dualreal", optimizer="adamw8bit")
+    with pytest.raises(ConfigError, match="unknown optimizer 'lion'"):
+        make_recipe("dualreal", optimizer="lion")
+    if not importlib.util.find_spec("bitsandbytes"):
+        with pytest.raises(ConfigError, match="adamw8bit needs bitsandbytes"):
+            make_optimizer("adamw8bit", [{"params": [torch.nn.Parameter(torch.zeros(2))], "lr": 1e-3}])
+
+
 def test_gradient_checkpointing_gives_the_same_gradients(tiny_model_dir):
     grads = []
     for checkpointing in (False, True):
@@ -321,6 +431,22 @@ def test_cli_train_then_generate(backbone, tiny_model_dir, tmp_path):
         assert torch.equal(state[k], v), k
 
 
+@pytest.mark.parametrize("backbone", ["hunyuan_video", "latte", "unet3d", "toy"])
+def test_cli_train_then_generate_on_the_other_backbones(backbone, tiny_model_dir, tiny_toy, tmp_path):
+    model = tiny_toy if backbone == "toy" else tiny_model_dir(backbone)
+    spec = load_backbone(model)
+    size = _media(spec, str(tmp_path))
+    out = tmp_path / "run"
+    assert main(["train", "--backbone", model, "--recipe", "dualreal", "--image", str(tmp_path / "a.png"), "--image-caption", "a red circle", "--video",
+                 str(tmp_path / "ref.mp4"), "--caption", PROMPT, "--steps", "1", "--set", "hidden=4", "--output", str(out),
+                 "--quiet", *size]) == 0
+    info = json.loads((out / "motiontune.json").read_text())
+    assert info["dualreal"]["blocks"] == len(spec.block_sites()) and set(info["adapters"]) == set(BRANCHES)
+    assert main(["generate", "--adapter", str(out), "--prompt", PROMPT, "--steps", "1", "--output", str(tmp_path / "gen"),
+                 "--quiet", *size]) == 0
+    assert len([p for p in os.listdir(tmp_path / "gen") if p.endswith(".mp4")]) == 1
+
+
 def load_tensors_of(folder):
     """The trained weights of every branch, from the last checkpoint (the final adapter is one)."""
     from motiontune.training.checkpoint import latest_checkpoint, load_checkpoint
@@ -343,6 +469,15 @@ def test_bad_input_is_refused_in_one_line(tiny_model_dir, tiny_toy, tmp_path, ca
         assert message in capsys.readouterr().err
     good = tmp_path / "good"
     assert _train(model, str(tmp_path), good, size) == 0
+
+    def contents():
+        return {p.name: p.read_bytes() for p in sorted(good.rglob("*")) if p.is_file()}
+
+    kept = contents()
+    # a refused run into a folder that holds an adapter leaves it as it was
+    assert _train(model, str(tmp_path), good, size, "--set", "groups=3", "--no-resume") == 2
+    assert "groups=3 is more than the 2 transformer blocks" in capsys.readouterr().err
+    assert contents() == kept
     # a folder trained on another backbone family
     capsys.readouterr()
     assert main(["generate", "--adapter", str(good), "--backbone", tiny_model_dir("cogvideox"), "--prompt", "x",
@@ -355,6 +490,7 @@ def test_bad_input_is_refused_in_one_line(tiny_model_dir, tiny_toy, tmp_path, ca
     assert err.count("\n") == 0 and "trained on a model with 2 transformer blocks" in err and "has 1" in err
     with pytest.raises(ConfigError, match="2 transformer blocks"):
         load_recipe(str(good), load_backbone(tiny_toy))
+    assert contents() == kept and not (tmp_path / "g").exists()  # nothing lost, nothing written
     # a folder without the controller
     info = json.loads((good / "motiontune.json").read_text())
     del info["dualreal"]["controller"]
@@ -362,3 +498,151 @@ def test_bad_input_is_refused_in_one_line(tiny_model_dir, tiny_toy, tmp_path, ca
     assert main(["generate", "--adapter", str(good), "--prompt", "x", "--output", str(tmp_path / "g")]) == 2
     assert "lacks the 'controller' branch the dualreal recipe needs" in capsys.readouterr().err
     assert not (tmp_path / "g").exists()
+
+
+# ---------------------------------------------------------------------- reference-image conditioning
+@pytest.fixture(scope="module")
+def tiny_clip(tmp_path_factory):
+    """Folder of a tiny randomly initialised CLIP image encoder (transformers), with its processor."""
+    from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModelWithProjection
+
+    folder = str(tmp_path_factory.mktemp("tiny_clip"))
+    torch.manual_seed(0)
+    cfg = CLIPVisionConfig(hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2, image_size=32,
+                           patch_size=16, projection_dim=12)
+    CLIPVisionModelWithProjection(cfg).save_pretrained(folder)
+    CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}).save_pretrained(folder)
+    return folder
+
+
+def test_condition_projection_matches_a_hand_computation():
+    torch.manual_seed(0)
+    layer = BlockAdapterLayer(6, 0, "attention")
+    layer.add_adapter("identity", hidden=3)
+    layer.add_adapter("motion", hidden=3, residual=True)
+    layer.add_condition("motion", 4)
+    for n in BRANCHES:
+        with torch.no_grad():
+            layer.up[n].weight.normal_()
+    x, out, e = torch.randn(2, 5, 6), torch.randn(2, 5, 6), torch.randn(1, 4)
+    plain = layer.update(x, out)  # no embedding set: the projection is not used
+    ident = layer.up["identity"](F.gelu(layer.down["identity"](x)))
+    assert torch.allclose(plain, out + ident + x + layer.up["motion"](F.gelu(layer.down["motion"](x))), atol=1e-6)
+    layer.condition, layer.condition_scale = e, 0.5
+    h = x + 0.5 * layer.cond["motion"](e).view(1, 1, 6)
+    expected = out + ident + x + layer.up["motion"](F.gelu(layer.down["motion"](h)))  # the residual stays x
+    assert torch.allclose(layer.update(x, out), expected, atol=1e-6)
+    assert set(layer.adapter_parameters("motion")) >= {"cond.motion.weight", "cond.motion.bias"}
+    assert not any(k.startswith("cond.") for k in layer.adapter_parameters("identity"))
+
+
+def test_image_embedding_is_the_mean_clip_embedding_of_the_reference_images(tiny_model_dir, tiny_clip):
+    from transformers import CLIPImageProcessor, CLIPVisionModelWithProjection
+
+    spec = load_backbone(tiny_model_dir("wan"))
+    g = torch.Generator().manual_seed(0)
+    images = [torch.rand(3, 24, 40, generator=g) * 2 - 1 for _ in range(2)]
+    data = TrainingData([Sample(torch.rand(3, 5, 16, 16, generator=g) * 2 - 1, PROMPT)],
+                        [Sample(im, "a red circle", kind="image") for im in images])
+    recipe = make_recipe("dualreal", image_encoder=tiny_clip, image_scale=0.5)
+    recipe.prepare_training(spec, data)
+    model, proc = CLIPVisionModelWithProjection.from_pretrained(tiny_clip), CLIPImageProcessor.from_pretrained(tiny_clip)
+    arrays = [((im + 1) * 127.5).round().to(torch.uint8).permute(1, 2, 0).numpy() for im in images]
+    with torch.no_grad():
+        expected = model(pixel_values=proc(images=arrays, return_tensors="pt")["pixel_values"]).image_embeds.mean(0, keepdim=True)
+    assert recipe.image_embedding.shape == (1, 12) and torch.allclose(recipe.image_embedding, expected, atol=1e-5)
+    # the projections go on the motion adapters only (the default), and start as a no-op like the adapters
+    x, cond = _inputs(spec)
+    base = _run(spec, None, x, 900, cond)
+    recipe.apply(spec)
+    assert torch.equal(_run(spec, recipe, x, 900, cond), base)
+    layers = block_layers(spec.denoiser).values()
+    assert all(list(layer.cond) == ["motion"] and layer.condition_scale == 0.5 for layer in layers)
+    assert any(k.endswith(".cond.motion.weight") for k in recipe.branches()["motion"])
+    assert not any(".cond." in k for k in recipe.branches()["identity"])
+    for layer in layers:
+        with torch.no_grad():
+            layer.up["motion"].weight.normal_(0, 0.5)
+    with_image = _run(spec, recipe, x, 900, cond)
+    recipe.image_embedding = recipe.image_embedding * 2
+    recipe._set_condition()
+    assert not torch.equal(_run(spec, recipe, x, 900, cond), with_image)  # the embedding reaches the output
+    # without reference images as pixels: one line
+    with pytest.raises(ConfigError, match="needs reference images or clips as pixels"):
+        make_recipe("dualreal", image_encoder=tiny_clip).prepare_training(spec, TrainingData([Sample(None, PROMPT, latents=torch.zeros(16, 2, 2, 2))]))
+    with pytest.raises(ConfigError, match="image_branches must name"):
+        make_recipe("dualreal", image_branches="appearance")
+    assert make_recipe("dualreal", image_branches="motion,identity").config.image_branches == BRANCHES
+
+
+def test_cli_train_with_an_image_encoder_then_generate_without_it(tiny_model_dir, tiny_clip, tmp_path, capsys):
+    import shutil
+
+    model = tiny_model_dir("wan")
+    size = _media(load_backbone(model), str(tmp_path))
+    clip = tmp_path / "clip"
+    shutil.copytree(tiny_clip, clip)
+    out = tmp_path / "run"
+    assert _train(model, str(tmp_path), out, size, "--set", f"image_encoder={clip}", "--set", "image_branches=identity,motion") == 0
+    info = json.loads((out / "motiontune.json").read_text())
+    cond = info["dualreal"]["image_condition"]
+    assert cond["dim"] == 12 and cond["images"] == 1 and cond["branches"] == list(BRANCHES) and cond["encoder"] == str(clip)
+    assert info["config"]["image_encoder"] is None  # loading the folder needs no encoder
+    from motiontune.utils.files import load_tensors
+
+    saved = load_tensors(str(out / "image_embedding.safetensors"))["image_embedding"]
+    assert saved.shape == (1, 12) and bool(torch.isfinite(saved).all())
+    with safe_open(str(out / "adapter_identity.safetensors"), "pt") as fh:
+        assert any(k.endswith(".cond.weight") for k in fh.keys()) and fh.metadata()["condition_dim"] == "12"
+    shutil.rmtree(clip)  # generation does not need the encoder
+    capsys.readouterr()
+    assert main(["generate", "--adapter", str(out), "--prompt", "a red circle moves left on the beach", "--steps", "2",
+                 "--output", str(tmp_path / "gen"), "--quiet", *size]) == 0
+    assert len([p for p in os.listdir(tmp_path / "gen") if p.endswith(".mp4")]) == 1
+    recipe = load_recipe(str(out), load_backbone(model))
+    assert torch.equal(recipe.image_embedding, saved)
+    layer = next(iter(block_layers(recipe.spec.denoiser).values()))
+    assert torch.equal(layer.condition.cpu(), saved) and set(layer.cond) == set(BRANCHES)
+    trained = load_tensors_of(out)
+    state = recipe.state_dict()
+    assert state.keys() == trained.keys() and all(torch.equal(state[k], trained[k]) for k in trained)
+    # a folder whose embedding file went missing: one line
+    os.remove(out / "image_embedding.safetensors")
+    capsys.readouterr()
+    assert main(["generate", "--adapter", str(out), "--prompt", "x", "--output", str(tmp_path / "g2"), "--quiet", *size]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "no image_embedding.safetensors" in err
+    assert not (tmp_path / "g2").exists()
+
+
+def test_without_an_image_encoder_the_conditioning_is_skipped_with_one_line(tiny_model_dir, tmp_path, caplog):
+    import logging
+
+    spec = load_backbone(tiny_model_dir("wan"))
+    data = TrainingData([Sample(torch.rand(3, 5, 16, 16) * 2 - 1, PROMPT)])
+    with caplog.at_level(logging.INFO, logger="motiontune"):
+        tr = Trainer(spec, make_recipe("dualreal"), data, TrainConfig(output_dir=str(tmp_path), steps=1, progress=False))
+    lines = [r.getMessage() for r in caplog.records if "image encoder" in r.getMessage()]
+    assert len(lines) == 1 and "not conditioned on the reference images" in lines[0]
+    assert not any(len(layer.cond) for layer in block_layers(spec.denoiser).values())
+    assert tr.recipe.image_embedding is None
+
+
+def test_a_missing_image_encoder_is_refused_before_the_model_loads(tiny_model_dir, tmp_path, capsys, monkeypatch):
+    import motiontune.api
+
+    model = tiny_model_dir("wan")
+    size = _media(load_backbone(model), str(tmp_path))
+
+    def no_load(*a, **k):
+        raise AssertionError("the model was loaded before the settings were checked")
+
+    monkeypatch.setattr(motiontune.api, "load_backbone", no_load)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    for source, message in ((str(tmp_path / "no-clip"), "no such folder"), ("nobody/no-such-clip", "not a hub id in the local cache"),
+                            (str(tmp_path), "holds no config.json")):
+        capsys.readouterr()
+        assert _train(model, str(tmp_path), tmp_path / "x", size, "--set", f"image_encoder={source}") == 2
+        err = capsys.readouterr().err.strip()
+        assert err.count("\n") == 0 and err.startswith("motiontune: ") and message in err and "image_encoder" in err, err
+        assert not (tmp_path / "x").exists()

@@ -18,6 +18,12 @@ bottlenecks, one on the self-attention and one on the feed-forward:
   single-stream ``proj_out`` reads ``[attention | mlp]``), the adapter reads the output of the
   block's ``ff_norm`` module instead, and where the text stream has its own feed-forward
   (HunyuanVideo's dual-stream ``ff_context``) the same feed-forward adapter acts on it too.
+* Optional conditioning (DualReal's reference-image conditioning): an adapter given a condition
+  projection (:meth:`BlockAdapterLayer.add_condition`) reads ``x + lambda * cond(e)`` instead of
+  ``x``, where ``e`` is the layer's condition embedding (``(1, c)`` or ``(B, c)``, set with
+  :func:`set_condition`), ``cond`` a learned ``Linear(c, d)`` of that adapter and ``lambda`` the
+  condition scale; the identity residual of ``residual=True`` stays the unconditioned ``x`` (as in
+  the authors' code). Without an embedding set, the projection is not used.
 * ``w`` is a per-sample weight given by the layer's *weight source* (a recipe's controller, e.g.
   DualReal's StageBlender; default 1); ``s`` the adapter's user scale (:class:`AdapterSet` scales).
   At scale 0, or switched off, an adapter is not computed at all.
@@ -28,7 +34,7 @@ copied); their parameters live in a :class:`BlockAdapterLayer` registered as a c
 :class:`motiontune.adapters.base.MultiAdapterLayer`, holding any number of named adapters.
 
 Files: ``<denoiser attr>.<block>.block_adapter_<attn|ff>.down.weight`` (and ``.down.bias``,
-``.up.weight``, ``.up.bias``), the settings in the safetensors metadata. Not a LoRA file:
+``.up.weight``, ``.up.bias``; ``.cond.weight`` and ``.cond.bias`` for a conditioned adapter), the settings in the safetensors metadata. Not a LoRA file:
 diffusers' ``load_lora_weights`` cannot load it; motiontune's ``generate`` and Python API do.
 """
 
@@ -64,10 +70,15 @@ class BlockAdapterConfig:
     residual: bool = False
     #: the block paths it sits on (for the folder's description)
     blocks: tuple[str, ...] = ()
+    #: width of the condition embedding its projection reads (0: not conditioned)
+    condition_dim: int = 0
 
     def metadata(self) -> dict[str, str]:
-        return {"format": FILE_FORMAT, "version": "1", "hidden": str(self.hidden), "residual": str(bool(self.residual)).lower(),
-                "blocks": str(len(self.blocks))}
+        out = {"format": FILE_FORMAT, "version": "1", "hidden": str(self.hidden), "residual": str(bool(self.residual)).lower(),
+               "blocks": str(len(self.blocks))}
+        if self.condition_dim:
+            out["condition_dim"] = str(self.condition_dim)
+        return out
 
 
 class BlockAdapterLayer(AdapterSwitches, nn.Module):
@@ -80,6 +91,11 @@ class BlockAdapterLayer(AdapterSwitches, nn.Module):
         self.kind = kind
         self.down = nn.ModuleDict()
         self.up = nn.ModuleDict()
+        #: condition projections Linear(c, dim) of the conditioned adapters
+        self.cond = nn.ModuleDict()
+        #: the condition embedding (1 or B, c) and its scale lambda (see the module docstring)
+        self.condition: torch.Tensor | None = None
+        self.condition_scale = 1.0
         self.residual: dict[str, bool] = {}
         self.user_scale: dict[str, float] = {}
         self.enabled: dict[str, bool] = {}
@@ -105,9 +121,22 @@ class BlockAdapterLayer(AdapterSwitches, nn.Module):
         self.residual[name] = bool(residual)
         self._add_switches(name)
 
+    def add_condition(self, name: str, condition_dim: int) -> None:
+        """Give adapter ``name`` a learned projection ``Linear(condition_dim, dim)`` of the condition
+        embedding, added to its input (PyTorch's default initialisation, as in the authors' code)."""
+        if name not in self.down:
+            raise ConfigError(f"no block adapter named {name!r} to condition")
+        if name in self.cond:
+            raise ConfigError(f"block adapter {name!r} already has a condition projection")
+        w = self.down[name].weight
+        self.cond[name] = nn.Linear(int(condition_dim), self.dim, device=w.device, dtype=w.dtype)
+
     def adapter_parameters(self, name: str) -> dict[str, nn.Parameter]:
-        return {f"down.{name}.weight": self.down[name].weight, f"down.{name}.bias": self.down[name].bias,
-                f"up.{name}.weight": self.up[name].weight, f"up.{name}.bias": self.up[name].bias}
+        out = {f"down.{name}.weight": self.down[name].weight, f"down.{name}.bias": self.down[name].bias,
+               f"up.{name}.weight": self.up[name].weight, f"up.{name}.bias": self.up[name].bias}
+        if name in self.cond:
+            out.update({f"cond.{name}.weight": self.cond[name].weight, f"cond.{name}.bias": self.cond[name].bias})
+        return out
 
     # ------------------------------------------------------------------ MultiAdapterLayer
     def adapter_names(self) -> list[str]:
@@ -121,7 +150,16 @@ class BlockAdapterLayer(AdapterSwitches, nn.Module):
         """``A(x)`` of adapter ``name`` (in the adapter's dtype)."""
         down = self.down[name]
         x = x.to(down.weight.dtype)
-        out = self.up[name](F.gelu(down(x)))
+        h = x
+        if name in self.cond and self.condition is not None:
+            e = self.cond[name](self.condition.to(x.device, x.dtype))  # (1 or B, dim)
+            if e.shape[0] not in (1, x.shape[0]):
+                if x.shape[0] % e.shape[0]:
+                    raise RuntimeError(f"block adapter of block {self.block_index}: {e.shape[0]} condition embeddings for "
+                                       f"{x.shape[0]} rows")
+                e = e.repeat_interleave(x.shape[0] // e.shape[0], dim=0)
+            h = x + self.condition_scale * e.reshape(e.shape[0], *([1] * (x.dim() - 2)), e.shape[-1])
+        out = self.up[name](F.gelu(down(h)))
         return x + out if self.residual[name] else out
 
     def update(self, x: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
@@ -281,6 +319,25 @@ def set_weight_source(model: nn.Module, source: WeightSource | None) -> None:
         layer.weight_source = source
 
 
+def set_condition(model: nn.Module, embedding: torch.Tensor | None, scale: float = 1.0) -> None:
+    """Give every block adapter layer of ``model`` the condition embedding ``embedding`` ((1 or B, c);
+    None: none) and its scale lambda; only the adapters with a condition projection read it."""
+    for layer in block_layers(model).values():
+        layer.condition = embedding
+        layer.condition_scale = float(scale)
+
+
+def add_block_condition(model: nn.Module, adapter_name: str, condition_dim: int) -> None:
+    """A condition projection ``Linear(condition_dim, d)`` for adapter ``adapter_name`` in every layer."""
+    layers = [layer for layer in block_layers(model).values() if adapter_name in layer.adapter_names()]
+    if not layers:
+        raise ConfigError(f"no block adapter named {adapter_name!r} on this model")
+    for layer in layers:
+        layer.add_condition(adapter_name, condition_dim)
+        for p in layer.cond[adapter_name].parameters():
+            p.requires_grad_(True)
+
+
 def block_adapter_parameters(model: nn.Module, adapter_name: str) -> dict[str, nn.Parameter]:
     return adapter_parameters_by_name(block_layers(model), adapter_name)
 
@@ -293,7 +350,9 @@ def block_adapter_state_dict(model: nn.Module, adapter_name: str) -> dict[str, t
     for name, layer in block_layers(model).items():
         if adapter_name not in layer.adapter_names():
             continue
-        for part in ("down", "up"):
+        for part in ("down", "up", "cond"):
+            if adapter_name not in getattr(layer, part):
+                continue
             lin = getattr(layer, part)[adapter_name]
             out[f"{name}.{part}.weight"] = lin.weight.detach()
             out[f"{name}.{part}.bias"] = lin.bias.detach()
@@ -314,6 +373,6 @@ def load_block_adapter(spec: "BackboneSpec", folder: str, adapter_name: str, fil
     set_block_adapter_state_dict(spec.denoiser, adapter_name, state, where=path)
 
 
-__all__ = ["BlockAdapterConfig", "BlockAdapterLayer", "FILE_FORMAT", "backbone_blocks", "block_adapter_parameters",
+__all__ = ["BlockAdapterConfig", "BlockAdapterLayer", "FILE_FORMAT", "add_block_condition", "backbone_blocks", "block_adapter_parameters",
            "block_adapter_state_dict", "block_layers", "block_width", "inject_block_adapter", "load_block_adapter",
-           "remove_block_adapters", "save_block_adapter", "set_block_adapter_state_dict", "set_weight_source"]
+           "remove_block_adapters", "save_block_adapter", "set_block_adapter_state_dict", "set_condition", "set_weight_source"]

@@ -151,6 +151,10 @@ class Recipe:
         """Inject this recipe's modules into ``spec.denoiser`` (idempotent per spec)."""
         self.spec = spec
 
+    def prepare_training(self, spec: "BackboneSpec", data: Any) -> None:
+        """Called by the trainer with the run's training data before :meth:`apply` (e.g. to embed the
+        reference images; default: nothing)."""
+
     def trainable_parameters(self) -> list[torch.nn.Parameter]:
         return [p for g in self.param_groups() for p in g["params"]]
 

@@ -22,7 +22,7 @@ from motiontune.errors import ConfigError
 
 #: data pools every training set offers; a recipe may add its own (:meth:`Recipe.pools`)
 BUILTIN_POOLS = ("video", "image", "frame")
-OPTIMIZERS = ("adamw", "adam", "sgd")
+OPTIMIZERS = ("adamw", "adam", "sgd", "adamw8bit")
 
 
 @dataclass(frozen=True)

@@ -182,6 +182,12 @@ def make_optimizer(kind: str, groups: list[dict[str, Any]]) -> torch.optim.Optim
         return torch.optim.Adam(groups, betas=(0.9, 0.999), eps=1e-8)
     if kind == "sgd":
         return torch.optim.SGD(groups, momentum=0.9)
+    if kind == "adamw8bit":  # bitsandbytes' 8-bit AdamW (GPU), the same betas and eps
+        try:
+            import bitsandbytes as bnb
+        except ImportError:
+            raise ConfigError("optimizer adamw8bit needs bitsandbytes (pip install bitsandbytes) and a GPU") from None
+        return bnb.optim.AdamW8bit(groups, betas=(0.9, 0.999), eps=1e-8)
     raise ConfigError(f"unknown optimizer {kind!r}")
 
 
@@ -210,6 +216,7 @@ class Trainer:
         )
         if cpu and config.mixed_precision != "no":
             raise ConfigError("mixed precision (bf16/fp16) needs a GPU; use mixed_precision: no on CPU")
+        recipe.prepare_training(spec, data)
         torch.manual_seed(config.seed)  # adapter initialisation is part of the seeded run
         recipe.apply(spec)
         if config.learning_rate is not None:
