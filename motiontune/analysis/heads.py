@@ -380,6 +380,19 @@ def classify_heads(spec: "BackboneSpec", x0: torch.Tensor, caption: str, *, time
     return HeadTypes(layers, criterion, float(alpha), "classified", info)
 
 
+def _heatmap_pil(value: Any, path: str, cell: int = 24) -> str:
+    import numpy as np
+    from PIL import Image
+
+    v = np.nan_to_num(value, nan=0.0)
+    lim = max(1e-6, float(np.abs(v).max()))
+    x = np.clip(v / lim, -1, 1)[..., None]
+    red, blue, white = np.array([200, 40, 40]), np.array([40, 70, 200]), np.array([235, 235, 235])
+    rgb = np.where(x > 0, white + x * (red - white), white + (-x) * (blue - white)).astype(np.uint8)
+    Image.fromarray(rgb).resize((rgb.shape[1] * cell, rgb.shape[0] * cell), Image.NEAREST).save(path)
+    return path
+
+
 def write_heatmap(types: HeadTypes, path: str) -> str:
     """A PNG heatmap, layers x heads, coloured by type (red: temporal, blue: spatial), the shade by
     how far the score ratio lies from the threshold."""
@@ -397,10 +410,14 @@ def write_heatmap(types: HeadTypes, path: str) -> str:
                 value[i, j] = float(np.clip(np.log(max(ratio, 1e-12)), -3, 3))
             else:
                 value[i, j] = 1.0 if t == TEMPORAL else -1.0
-    import matplotlib
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    try:
+        import matplotlib
 
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
+        matplotlib.use("Agg", force=False)
+        import matplotlib.pyplot as plt
+    except ImportError:  # no matplotlib: the same grid, one cell per head, with PIL
+        return _heatmap_pil(value, path)
 
     fig, ax = plt.subplots(figsize=(max(3.0, 0.5 * cols + 2), max(2.0, 0.3 * rows + 1.5)))
     lim = max(1e-6, float(np.nanmax(np.abs(value))) if np.isfinite(value).any() else 1.0)
@@ -413,7 +430,6 @@ def write_heatmap(types: HeadTypes, path: str) -> str:
     ax.set_title(f"head types ({types.criterion}, alpha {types.alpha:g}); red: temporal", fontsize=8)
     fig.colorbar(im, ax=ax, label="log score ratio (>0: temporal)")
     fig.tight_layout()
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
