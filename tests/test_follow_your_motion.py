@@ -329,3 +329,29 @@ def test_wan_frame_rule_is_what_its_vae_encodes_whole():
     with torch.no_grad():
         for n in (5, 9):
             assert spec.encode_video(torch.zeros(1, 3, n, 32, 32)).shape[2] == spec.latent_shape(n, 32, 32)[2]
+
+
+def test_ablation_switches(specs):
+    spec = load_backbone(specs("wan").source)
+    recipe = make_recipe("follow_your_motion", rank=2, head_split="none", adaptive_rope=False, motion_loss="none")
+    recipe.apply(spec)
+    modules = dict(spec.denoiser.named_modules())
+    site = spec.sites("joint")[0]
+    layer = modules[f"{site.path}.to_q"]
+    assert layer.channels["spatial"].tolist() == layer.channels["temporal"].tolist() == list(range(site.heads * site.head_dim))
+    recipe._full_frames = 11
+    call = DenoiserCall("train", torch.tensor([500.0]), (1, 16, 3, 4, 4), pass_name="temporal")
+    import contextlib
+
+    assert isinstance(recipe.forward_context(call), contextlib.nullcontext)  # raw positions
+    recipe.config.adaptive_rope = True
+    assert not isinstance(recipe.forward_context(call), contextlib.nullcontext)
+    from motiontune.recipes.base import LossContext
+
+    pred, target = torch.randn(1, 16, 3, 4, 4), torch.randn(1, 16, 3, 4, 4)
+    ctx = LossContext(spec, "video", target, target, target, call.t, {}, pred, target, 0, pass_name="temporal")
+    assert set(recipe.losses(ctx)) == {"diffusion"}
+    recipe.config.motion_loss = "abs"
+    assert set(recipe.losses(ctx)) == {"diffusion", "motion"}
+    with pytest.raises(ConfigError, match="takes exactly"):
+        make_recipe("follow_your_motion")._check_stride(specs("latte"), [Sample(torch.zeros(3, 16, 8, 8), PROMPT)])

@@ -33,7 +33,7 @@ motion sampling with adaptive RoPE and a motion loss (Follow-Your-Motion; METHOD
   (the ablation). On CogVideoX-2B the positions move its absolute sin-cos table (the same formula
   evaluated in the table); UNet3D encodes no frame positions, so there it has no effect (warned).
   ``sparse_stride=1`` is the "w/o sparse sampling" ablation; a reference too short for the stride is
-  refused before training. The spatial stage takes ``spatial_steps`` steps (default
+  refused before training, and so is a stride above 1 on Latte, which takes a fixed frame count. The spatial stage takes ``spatial_steps`` steps (default
   ``spatial_share`` of the run, the paper's 3000 of 5000).
 * **Inference**: only ``temporal`` is shipped and applied, at weight ``lora_weight`` (0.5) times the
   adapter scale.
@@ -253,6 +253,9 @@ class FollowYourMotionRecipe(NamedLoraRecipe):
         k = self.config.sparse_stride
         if k == 1:
             return
+        if spec.frame_rule.fixed is not None and videos:
+            raise ConfigError(f"{spec.family} takes exactly {spec.frame_rule.fixed} frames: sparse sampling cannot shorten its "
+                              f"clips; train it with sparse_stride=1")
         for s in videos:
             if s.pixels is None:
                 continue
