@@ -22,6 +22,10 @@ from motiontune.training.trainer import Trainer, TrainConfig
 BACKBONES = [*tiny_families(), "toy"]
 RECIPES = recipe_names()
 PROMPT = "a red circle moves left"
+#: settings a recipe needs on the matrix's short clips (4-5 frames): follow_your_motion's default
+#: every-5th-frame sampling needs a longer reference and refuses these (tests/test_follow_your_motion.py
+#: trains it sparse on longer clips)
+STEP_SETTINGS = {"follow_your_motion": {"sparse_stride": 1}}
 
 
 def _spec(backbone, tiny_model_dir, tiny_toy):
@@ -119,7 +123,7 @@ def test_recipe_step_changes_only_what_it_declares(recipe_name, backbone, tiny_m
     spec = _spec(backbone, tiny_model_dir, tiny_toy)
     f, h, w = _size(spec)
     data = TrainingData([Sample(torch.rand(3, f, h, w) * 2 - 1, PROMPT)])
-    recipe = make_recipe(recipe_name)
+    recipe = make_recipe(recipe_name, **STEP_SETTINGS.get(recipe_name, {}))
     cfg = TrainConfig(output_dir=str(tmp_path / "run"), steps=4, progress=False, learning_rate=1e-2, checkpoint_every=0,
                       gradient_accumulation_steps=2)
     trainer = Trainer(spec, recipe, data, cfg, {"size": [f, h, w]})

@@ -33,6 +33,13 @@ from motiontune.adapters.gated_lora import (
     load_gated_lora,
     save_gated_lora,
 )
+from motiontune.adapters.head_split import (
+    HeadSplitLoraConfig,
+    head_split_parameters,
+    inject_head_split_lora,
+    load_head_split_lora,
+    save_head_split_lora,
+)
 from motiontune.adapters.lora import activate_all, inject_lora, load_lora_state, lora_parameters, save_lora_for_diffusers
 from motiontune.errors import ConfigError
 
@@ -64,8 +71,8 @@ class AdapterSet:
     def __init__(self, spec: "BackboneSpec"):
         self.spec = spec
         #: peft ``LoraConfig`` of each LoRA adapter, :class:`GatedLoraConfig` of each gated one,
-        #: :class:`BlockAdapterConfig` of each block adapter
-        self.configs: dict[str, "LoraConfig | GatedLoraConfig | BlockAdapterConfig"] = {}
+        #: :class:`BlockAdapterConfig` of each block adapter, :class:`HeadSplitLoraConfig` of each head-split one
+        self.configs: dict[str, "LoraConfig | GatedLoraConfig | BlockAdapterConfig | HeadSplitLoraConfig"] = {}
         self._scales: dict[str, float] = {}
         self._enabled: dict[str, bool] = {}
 
@@ -109,6 +116,20 @@ class AdapterSet:
         self._scales[name] = 1.0
         self._enabled[name] = True
 
+    def add_head_split_lora(self, name: str, targets: dict[str, tuple[str, list[int]]], rank: int, alpha: float,
+                            dropout: float = 0.0) -> None:
+        """A LoRA restricted to some heads of each attention (:mod:`motiontune.adapters.head_split`):
+        ``targets`` maps a q/k/v layer to ``("rows", output channels)`` and an o layer to
+        ``("columns", input channels)``. Its file has its own key layout, which only :meth:`load` reads."""
+        self._check_new(name)
+        self.configs[name] = inject_head_split_lora(self.spec.denoiser, targets, rank, alpha, dropout, adapter_name=name)
+        self._scales[name] = 1.0
+        self._enabled[name] = True
+
+    def is_head_split(self, name: str) -> bool:
+        self._check(name)
+        return isinstance(self.configs[name], HeadSplitLoraConfig)
+
     def is_gated(self, name: str) -> bool:
         self._check(name)
         return isinstance(self.configs[name], GatedLoraConfig)
@@ -137,6 +158,8 @@ class AdapterSet:
             return gated_lora_parameters(self.spec.denoiser, name)
         if self.is_block(name):
             return block_adapter_parameters(self.spec.denoiser, name)
+        if self.is_head_split(name):
+            return head_split_parameters(self.spec.denoiser, name)
         return lora_parameters(self.spec.denoiser, name)
 
     # ------------------------------------------------------------------ scales and switches
@@ -197,6 +220,11 @@ class AdapterSet:
         for name in names if names is not None else self.names:
             gated = self.is_gated(name)
             cfg = self.configs[name]
+            if isinstance(cfg, HeadSplitLoraConfig):
+                save_head_split_lora(self.spec, folder, cfg, name, adapter_file(name))
+                out[name] = {"kind": "head_split_lora", "file": adapter_file(name), "rank": int(cfg.r), "alpha": float(cfg.lora_alpha),
+                             "layers": len(cfg.targets)}
+                continue
             if isinstance(cfg, BlockAdapterConfig):
                 save_block_adapter(self.spec, folder, cfg, name, adapter_file(name))
                 out[name] = {"kind": "block_adapter", "file": adapter_file(name), "hidden": int(cfg.hidden),
@@ -218,5 +246,7 @@ class AdapterSet:
                 load_gated_lora(self.spec, folder, name, adapter_file(name))
             elif self.is_block(name):
                 load_block_adapter(self.spec, folder, name, adapter_file(name))
+            elif self.is_head_split(name):
+                load_head_split_lora(self.spec, folder, name, adapter_file(name))
             else:
                 load_lora_state(self.spec, folder, name, adapter_file(name))

@@ -16,6 +16,7 @@ from motiontune.backbones.base import (
     BackboneSpec,
     BlockSite,
     Conditioning,
+    FrameRule,
     TokenLayout,
     check_position_count,
     check_temporal_positions,
@@ -61,6 +62,14 @@ class WanSpec(BackboneSpec):
     @property
     def patch_size(self) -> tuple[int, int, int]:
         return tuple(self.denoiser.config.patch_size)
+
+    @property
+    def frame_rule(self) -> FrameRule:
+        """4k+1 frames whatever the temporal compression: ``AutoencoderKLWan`` encodes the first frame,
+        then chunks of 4 frames, and drops a shorter last chunk. With a compression of 2 (the toy
+        model's VAE) 2k+1 frames would pass a rule of the compression, and 7 frames would encode to 3
+        latent frames, not the 4 :meth:`latent_shape` gives."""
+        return FrameRule(k=4, r=1)
 
     def published_size(self) -> tuple[int, int, int]:
         return (81, 480, 832)

@@ -19,6 +19,7 @@ _RECIPES: dict[str, str] = {
     "motiondirector": "motiontune.recipes.motiondirector:MotionDirectorRecipe",
     "jointtuner": "motiontune.recipes.jointtuner:JointTunerRecipe",
     "dualreal": "motiontune.recipes.dualreal:DualRealRecipe",
+    "follow_your_motion": "motiontune.recipes.follow_your_motion:FollowYourMotionRecipe",
 }
 
 

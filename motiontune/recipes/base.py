@@ -151,9 +151,10 @@ class Recipe:
         """Inject this recipe's modules into ``spec.denoiser`` (idempotent per spec)."""
         self.spec = spec
 
-    def prepare_training(self, spec: "BackboneSpec", data: Any) -> None:
-        """Called by the trainer with the run's training data before :meth:`apply` (e.g. to embed the
-        reference images; default: nothing)."""
+    def prepare_training(self, spec: "BackboneSpec", data: Any, config: Any) -> None:
+        """Called by the trainer before :meth:`apply` with the training data and the run's
+        ``TrainConfig`` (a recipe whose layout depends on the references, e.g. on heads classified
+        from them, works it out here). Default: nothing."""
 
     def trainable_parameters(self) -> list[torch.nn.Parameter]:
         return [p for g in self.param_groups() for p in g["params"]]

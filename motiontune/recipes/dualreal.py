@@ -259,7 +259,7 @@ class DualRealRecipe(NamedLoraRecipe):
             self._set_condition()
 
     # ------------------------------------------------------------------ reference-image conditioning
-    def prepare_training(self, spec: "BackboneSpec", data: Any) -> None:
+    def prepare_training(self, spec: "BackboneSpec", data: Any, config: Any = None) -> None:
         """Embed the reference images with the image encoder (or say in one line that there is none)."""
         cfg = self.config
         if cfg.image_encoder is None:

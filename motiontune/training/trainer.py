@@ -216,8 +216,8 @@ class Trainer:
         )
         if cpu and config.mixed_precision != "no":
             raise ConfigError("mixed precision (bf16/fp16) needs a GPU; use mixed_precision: no on CPU")
-        recipe.prepare_training(spec, data)
         torch.manual_seed(config.seed)  # adapter initialisation is part of the seeded run
+        recipe.prepare_training(spec, data, config)
         recipe.apply(spec)
         if config.learning_rate is not None:
             recipe.config.learning_rate = config.learning_rate

@@ -1,0 +1,1 @@
+"""Analyses of a backbone's internals (attention head types, ...)."""
