@@ -19,6 +19,7 @@ _RECIPES: dict[str, str] = {
     "motiondirector": "motiontune.recipes.motiondirector:MotionDirectorRecipe",
     "jointtuner": "motiontune.recipes.jointtuner:JointTunerRecipe",
     "dualreal": "motiontune.recipes.dualreal:DualRealRecipe",
+    "synmotion": "motiontune.recipes.synmotion:SynMotionRecipe",
 }
 
 
