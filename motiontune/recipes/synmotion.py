@@ -441,7 +441,7 @@ class SynMotionRecipe(NamedLoraRecipe):
     def passes(self, step: int, stage: Stage, generator: torch.Generator) -> list[Pass]:
         u = float(torch.rand((), generator=generator))
         if not self._uses_spv() or u < self.config.sample_alpha:
-            return [Pass(pool="video", train=tuple(self.branches()), name="user")]
+            return [Pass(pool="video", train=None, name="user")]  # every branch
         return [Pass(pool=SPV_POOL, train=(SUBJECT_RESIDUE,), name="spv")]
 
     def pools(self) -> dict[str, Any]:
