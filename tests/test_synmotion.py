@@ -22,6 +22,7 @@ from motiontune.recipes.prompt_roles import (
     SUBJECT,
     clip_token_roles,
     find_roles,
+    infer_motion,
     parse_marked,
     roles_of,
     token_roles,
@@ -66,6 +67,21 @@ def test_marked_templates_and_phrase_spans():
     for bad, msg in (("[a] [b] {c}", "more than one"), ("[] {c}", "empty"), ("[a {c}", "unbalanced")):
         with pytest.raises(InputError, match=msg):
             parse_marked(bad)
+
+
+def test_motion_phrase_of_several_unmarked_captions():
+    assert infer_motion(["a cyan triangle moves in a zigzag on a brown background",
+                         "a red circle moves in a zigzag on a gray background"]) == "moves in a zigzag"
+    assert infer_motion(["a person claps in a park", "a robot claps on a street", "a dog claps"]) == "claps"
+    assert infer_motion([CAPTION]) is None and infer_motion(["a b", "c d"]) is None
+    recipe = make_recipe("synmotion")
+    plain = recipe.prepare_captions(["a red circle orbits on a black background", "a blue square orbits on a gray background"], 2)
+    assert recipe.config.motion == "orbits" and recipe.config.subject == ["a red circle", "a blue square"]
+    assert plain == ["a red circle orbits on a black background", "a blue square orbits on a gray background"]
+    with pytest.raises(InputError, match="different motions"):
+        make_recipe("synmotion").prepare_captions(["[a dog] {runs}", "[a cat] {jumps}"], 2)
+    with pytest.raises(ConfigError, match="2 subjects for 3 captions"):
+        make_recipe("synmotion", subject=["a", "b"], motion="x").prepare_captions(["a x", "b x", "a x"], 3)
 
 
 @pytest.mark.parametrize("family", FAMILIES)

@@ -152,6 +152,36 @@ def roles_of(text: str, subject: str | None = None, motion: str | None = None) -
     return find_roles(clean, s if s is not None else subject, m if m is not None else motion)
 
 
+#: words trimmed from the ends of an inferred motion phrase
+_GLUE = frozenset("a an the on in at of with to and over across through into onto by along around near under".split())
+
+
+def infer_motion(captions: list[str]) -> str | None:
+    """The motion phrase of several captions of one motion with different subjects and scenes, none
+    given: the longest run of words every caption holds, without function words at its ends (None
+    when there is no such run, or only one caption)."""
+    texts = [c.split() for c in dict.fromkeys(captions)]
+    if len(texts) < 2:
+        return None
+    def trim(run: list[str]) -> list[str]:
+        while run and run[0].lower() in _GLUE:
+            run = run[1:]
+        while run and run[-1].lower() in _GLUE:
+            run = run[:-1]
+        return run
+
+    first, best = texts[0], []
+    for i in range(len(first)):
+        for j in range(i + 1, len(first) + 1):
+            run = first[i:j]
+            if not all(any(t[k:k + len(run)] == run for k in range(len(t) - len(run) + 1)) for t in texts[1:]):
+                break  # a longer run from i is not shared either
+            run = trim(run)
+            if len(run) > len(best):
+                best = run
+    return " ".join(best) or None
+
+
 # ---------------------------------------------------------------------- tokens
 def _encode_offsets(tokenizer: Any, text: str, max_length: int | None, what: str) -> tuple[list[tuple[int, int]], list[int], int]:
     """Offsets of the tokens the pipeline keeps (padding to ``max_length``), their attention mask,
@@ -234,5 +264,5 @@ def clip_token_roles(spec: "BackboneSpec", roles: PromptRoles) -> torch.Tensor:
     return _assign(roles.text, roles, offsets, mask, 0, total, "CLIP text encoder")
 
 
-__all__ = ["FAMILIES", "MOTION", "OTHER", "PAD", "SUBJECT", "PromptRoles", "clip_token_roles", "find_roles", "parse_marked",
+__all__ = ["FAMILIES", "MOTION", "OTHER", "PAD", "SUBJECT", "PromptRoles", "clip_token_roles", "find_roles", "infer_motion", "parse_marked",
            "roles_of", "token_roles"]

@@ -38,7 +38,17 @@ from motiontune.errors import ConfigError, InputError
 from motiontune.recipes.base import RecipeConfig, write_recipe_json
 from motiontune.recipes.lora import _as_tuple
 from motiontune.recipes.multi import AdapterDecl, NamedLoraRecipe
-from motiontune.recipes.prompt_roles import FAMILIES, MOTION, PAD, SUBJECT, PromptRoles, find_roles, parse_marked, token_roles
+from motiontune.recipes.prompt_roles import (
+    FAMILIES,
+    MOTION,
+    PAD,
+    SUBJECT,
+    PromptRoles,
+    find_roles,
+    infer_motion,
+    parse_marked,
+    token_roles,
+)
 from motiontune.training.plan import Pass, Stage
 from motiontune.utils.files import load_tensors, save_tensors
 
@@ -245,10 +255,16 @@ class SynMotionRecipe(NamedLoraRecipe):
         if len(subjects) not in (1, len(captions)):
             raise ConfigError(f"got {len(subjects)} subjects for {len(captions)} captions: give one --subject, or one per --video")
         subjects = subjects * len(captions) if len(subjects) == 1 else subjects
+        parsed = [parse_marked(text) for text in captions]
+        motion = cfg.motion
+        if motion is None and all(m is None for _, _, m in parsed):
+            # several captions of one motion, none marked: the words they all share
+            motion = infer_motion([plain for plain, _, _ in parsed])
+            if motion is not None:
+                log.info("synmotion: motion phrase %r (the words every caption shares; give --motion to choose another)", motion)
         clean, found_subjects, motions = [], [], []
-        for text, subject in zip(captions, subjects):
-            plain, s, m = parse_marked(text)
-            roles = find_roles(plain, s if s is not None else subject, m if m is not None else cfg.motion)
+        for (plain, s, m), subject in zip(parsed, subjects):
+            roles = find_roles(plain, s if s is not None else subject, m if m is not None else motion)
             clean.append(plain)
             found_subjects.append(roles.subject_text)
             motions.append(roles.motion_text)

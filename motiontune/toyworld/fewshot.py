@@ -1,7 +1,7 @@
 """Few-shot motion scenarios in the toy world, shaped like SynMotion's evaluation.
 
-Each scenario holds 3 or 4 reference clips of one HELD-OUT motion, each with a different subject
-(colour and shape) and a different background; its target prompts ask for that motion with
+Each scenario holds 3 or 4 reference clips of one HELD-OUT motion, each with its own subject
+colour, subject shape and background; its target prompts ask for that motion with
 subjects (colour-shape pairs) and backgrounds that no reference shows. One scenario per held-out
 motion (5), fixed for a seed. The toy world has 5 backgrounds, so at most 4 references leave a
 background for the targets.
@@ -13,8 +13,6 @@ paper's yes/no motion accuracy), ``subject_accuracy``, ``background_accuracy``,
 """
 
 from __future__ import annotations
-
-import itertools
 
 import numpy as np
 
@@ -46,13 +44,14 @@ def fewshot_scenarios(seed: int = 0, references: int = 3, targets_per_scenario: 
     if unknown:
         raise ConfigError(f"few-shot scenarios use held-out motions ({', '.join(HELDOUT_MOTIONS)}); got {unknown}")
     rng = np.random.default_rng(seed + 31_001)
-    subjects = list(itertools.product(COLORS, SHAPES))
     out: list[ToyScenario] = []
     for motion in motions:
         bgs = [BACKGROUNDS[i] for i in rng.permutation(len(BACKGROUNDS))]
         ref_bgs, free_bgs = bgs[:references], bgs[references:]
-        picks = rng.choice(len(subjects), size=references, replace=False)
-        ref_subjects = [subjects[i] for i in picks]
+        # every reference its own colour and its own shape
+        ref_colors = [COLORS[i] for i in rng.choice(len(COLORS), size=references, replace=False)]
+        ref_shapes = [SHAPES[i] for i in rng.choice(len(SHAPES), size=references, replace=False)]
+        ref_subjects = list(zip(ref_colors, ref_shapes))
         refs = tuple(_reference(shape, color, bg, motion, rng) for (color, shape), bg in zip(ref_subjects, ref_bgs))
         # targets: a colour and a shape that no reference has, on a background no reference has
         colors = [c for c in COLORS if c not in {c for c, _ in ref_subjects}]
