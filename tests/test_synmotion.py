@@ -226,7 +226,7 @@ def test_a_step_trains_only_its_branches_bit_for_bit(tiny_model_dir, tmp_path):
 
 
 # ---------------------------------------------------------------------- the subject-prior bank
-def test_spv_bank_is_written_reused_resumed_and_refuses_another_model(tiny_model_dir, tiny_toy, tmp_path, specs):
+def test_spv_bank_is_written_reused_resumed_and_refuses_another_model(tiny_model_dir, tiny_toy, tmp_path, specs, capsys):
     spec = specs("wan")
     settings = SPVSettings(["a red circle moves left", "a blue square moves up", "a dog runs"], _size(spec), 2, 1.0)
     bank = build_bank(spec, settings, cache_root=str(tmp_path), progress=False)
@@ -259,6 +259,14 @@ def test_spv_bank_is_written_reused_resumed_and_refuses_another_model(tiny_model
         build_bank(spec, SPVSettings(["a dog runs"], _size(spec), 2, 1.0), folder=bank.folder, progress=False)
     with pytest.raises(ConfigError, match="prompt list is empty"):
         SPVSettings([], (1, 16, 16), 2, 1.0)
+    # from the CLI: refused in one line before the first step, nothing written
+    videos, size = _media(toy, str(tmp_path))
+    code = main(["train", "--backbone", tiny_toy, "--recipe", "synmotion", "--video", videos[0], "--caption",
+                 "[a red circle] {moves left}", "--steps", "1", "--output", str(tmp_path / "x"), "--quiet", *size,
+                 "--set", f"spv_bank={bank.folder}"])
+    assert code == 2 and not (tmp_path / "x" / "motiontune.json").exists()
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("motiontune: error: ") and "made by another model" in err
 
 
 # ---------------------------------------------------------------------- CLI

@@ -135,6 +135,26 @@ def _check_manifest(folder: str, manifest: dict[str, Any], spec: "BackboneSpec",
                           f"choose another folder or delete it")
 
 
+def check_bank_folder(folder: str, spec: "BackboneSpec", prompts: list[str] | None = None) -> None:
+    """Refuse, before training, a pinned bank folder made by another model or for other prompts (the
+    size and sampling settings are checked when the bank opens)."""
+    path = os.path.join(folder, MANIFEST)
+    if not os.path.isfile(path):
+        return
+    try:
+        manifest = json.loads(read_text(path))
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{path}: not valid JSON ({exc.msg}); delete the folder to make the bank again") from exc
+    model = (manifest.get("model") or {}) if isinstance(manifest, dict) else {}
+    mine = model_key(spec)
+    if model.get("digest") != mine["digest"]:
+        raise ConfigError(f"{folder}: this SPV bank was made by another model ({model.get('source')}, {model.get('family')}), "
+                          f"not by {mine['source']} ({mine['family']}); choose another folder or delete it")
+    if prompts is not None and (manifest.get("settings") or {}).get("prompts") != list(prompts):
+        raise ConfigError(f"{folder}: this SPV bank was made for other prompts or settings (size, steps, guidance, seed); "
+                          f"choose another folder or delete it")
+
+
 def clip_path(folder: str, i: int) -> str:
     return os.path.join(folder, f"clip_{i:04d}.safetensors")
 
@@ -189,5 +209,5 @@ def build_bank(spec: "BackboneSpec", settings: SPVSettings, cache_root: str | No
     return SPVBank(folder, list(settings.prompts), latents, len(todo), seconds)
 
 
-__all__ = ["ANIMAL_PROMPTS", "SHAPE_PROMPTS", "SPVBank", "SPVSettings", "bank_key", "build_bank", "default_cache_root",
+__all__ = ["ANIMAL_PROMPTS", "SHAPE_PROMPTS", "SPVBank", "SPVSettings", "bank_key", "build_bank", "check_bank_folder", "default_cache_root",
            "default_prompts", "model_key"]

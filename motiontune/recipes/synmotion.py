@@ -314,11 +314,11 @@ class SynMotionRecipe(NamedLoraRecipe):
                 continue
         return None
 
-    def _token_roles(self, text: str) -> torch.Tensor | None:
+    def _token_roles(self, text: str, spec: "BackboneSpec | None" = None) -> torch.Tensor | None:
         if text not in self._tokens:
             roles = self._roles[text] if text in self._roles else self._derive(text)
             try:
-                self._tokens[text] = token_roles(self.spec, roles) if roles is not None else None
+                self._tokens[text] = token_roles(spec or self.spec, roles) if roles is not None else None
             except InputError:
                 if text in self._roles:
                     raise
@@ -366,11 +366,9 @@ class SynMotionRecipe(NamedLoraRecipe):
         if cfg.motion is None:
             raise ConfigError("the synmotion recipe needs the motion phrase: --motion, or mark it in the captions like {this}")
         # every training caption is split on this tokenizer before the model is changed
-        self.spec = spec
         self._tokens.clear()
         for text in [t for t, r in self._roles.items() if r is not None]:
-            self._token_roles(text)
-        self.spec = None
+            self._token_roles(text, spec)
         super().apply(spec)
         ref = next(spec.denoiser.parameters())
         dtype = torch.float32 if ref.dtype in (torch.float16, torch.bfloat16) else ref.dtype
@@ -461,7 +459,13 @@ class SynMotionRecipe(NamedLoraRecipe):
         return [Pass(pool=SPV_POOL, train=(SUBJECT_RESIDUE,), name="spv")]
 
     def pools(self) -> dict[str, Any]:
-        return {SPV_POOL: self._draw_spv} if self._uses_spv() else {}
+        if not self._uses_spv():
+            return {}
+        if self.config.spv_bank:  # a pinned bank of another model is refused before the first step
+            from motiontune.data.spv import check_bank_folder
+
+            check_bank_folder(self.config.spv_bank, self.spec, [p for p, _ in self.spv_prompts()])
+        return {SPV_POOL: self._draw_spv}
 
     def spv_prompts(self) -> list[tuple[str, PromptRoles]]:
         """The bank's prompts, plain, with their subject spans (the motion residue does not act on them)."""
