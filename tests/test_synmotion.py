@@ -280,7 +280,7 @@ def _media(spec, folder, n=1):
 
 
 @pytest.mark.parametrize("family", FAMILIES)
-def test_cli_train_then_generate(family, tiny_model_dir, tiny_toy, tmp_path):
+def test_cli_train_then_generate(family, tiny_model_dir, tiny_toy, tmp_path, capsys):
     model = tiny_toy if family == "toy" else tiny_model_dir(family)
     spec = load_backbone(model)
     videos, size = _media(spec, str(tmp_path), 2)
@@ -301,6 +301,8 @@ def test_cli_train_then_generate(family, tiny_model_dir, tiny_toy, tmp_path):
     assert info["synmotion"]["file"] == "synmotion_embeddings.safetensors" and info["synmotion"]["branches"] == list(EMBEDDING_BRANCHES)
     if family == "toy":
         assert info["synmotion"]["spv"]["clips"] == 8
+        err = capsys.readouterr().err  # the bank's cost, before it is made
+        assert "SPV bank" in err and "8 to make: 8 x 2 steps x 2 pass(es) = 32 denoiser calls" in err
         assert info["config"]["learning_rate"] == spec.default_learning_rate  # the toy model's folder
     # the Python API loads every branch bit for bit
     spec2 = load_backbone(model)
