@@ -202,7 +202,7 @@ def test_a_step_trains_only_its_branches_bit_for_bit(tiny_model_dir, tmp_path):
     f, h, w = _size(spec)
     data = TrainingData([Sample(torch.rand(3, f, h, w) * 2 - 1, CAPTION)])
     recipe = make_recipe("synmotion", **SETTINGS, **_spv(tmp_path), sample_alpha=0.5)
-    cfg = TrainConfig(output_dir=str(tmp_path / "run"), steps=8, progress=False, learning_rate=1e-2, checkpoint_every=0)
+    cfg = TrainConfig(output_dir=str(tmp_path / "run"), steps=5, progress=False, learning_rate=1e-2, checkpoint_every=0)
     tr = Trainer(spec, recipe, data, cfg, {"size": [f, h, w]})
     assert set(tr.optimizers) == {LORA, *EMBEDDING_BRANCHES}
     seen = set()
