@@ -78,6 +78,12 @@ def test_motion_phrase_of_several_unmarked_captions():
     plain = recipe.prepare_captions(["a red circle orbits on a black background", "a blue square orbits on a gray background"], 2)
     assert recipe.config.motion == "orbits" and recipe.config.subject == ["a red circle", "a blue square"]
     assert plain == ["a red circle orbits on a black background", "a blue square orbits on a gray background"]
+    # candidate phrases (one setting for several scenarios): the longest that every caption holds
+    cands = make_recipe("synmotion", motion=["moves", "orbits", "moves in a zigzag"])
+    cands.prepare_captions(["a red circle moves in a zigzag on a black background"], 1)
+    assert cands.config.motion == "moves in a zigzag" and cands.config.subject == "a red circle"
+    with pytest.raises(InputError, match="none of the motion phrases"):
+        make_recipe("synmotion", motion=["bounces"]).prepare_captions([CAPTION], 1)
     with pytest.raises(InputError, match="different motions"):
         make_recipe("synmotion").prepare_captions(["[a dog] {runs}", "[a cat] {jumps}"], 2)
     with pytest.raises(ConfigError, match="2 subjects for 3 captions"):

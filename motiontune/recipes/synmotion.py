@@ -77,8 +77,10 @@ class SynMotionConfig(RecipeConfig):
     #: the subject phrase of the training captions: one for all, or one per caption (None: marked
     #: in the captions, or the text in front of the motion phrase)
     subject: Any = None
-    #: the motion phrase (the same in every training caption)
-    motion: str | None = None
+    #: the motion phrase (the same in every training caption), or a list of candidate phrases of
+    #: which the longest that occurs in every caption is taken (one setting for several motions,
+    #: e.g. a benchmark's scenarios)
+    motion: Any = None
     #: the components (the paper's ablation; the LoRA is always there)
     motion_residue: bool = True
     subject_residue: bool = True
@@ -112,8 +114,13 @@ class SynMotionConfig(RecipeConfig):
         self.spv_steps = number("spv_steps", self.spv_steps, 1, 10_000, integer=True, optional=True)
         self.spv_guidance = number("spv_guidance", self.spv_guidance, 0, 100, optional=True)
         self.spv_seed = number("spv_seed", self.spv_seed, 0, 2**31 - 1, integer=True)
-        if self.motion is not None and (not isinstance(self.motion, str) or not self.motion.strip()):
-            raise ConfigError(f"motion must be a non-empty phrase (got {self.motion!r})")
+        if isinstance(self.motion, (list, tuple)):
+            self.motion = list(self.motion)
+            if not self.motion:
+                raise ConfigError("motion: the list of candidate phrases is empty")
+        motions = self.motion if isinstance(self.motion, list) else [self.motion]
+        if self.motion is not None and any(not isinstance(m, str) or not m.strip() for m in motions):
+            raise ConfigError(f"motion must be a non-empty phrase or a list of them (got {self.motion!r})")
         if isinstance(self.subject, (list, tuple)):
             self.subject = [s for s in self.subject]
         subjects = self.subject if isinstance(self.subject, list) else [self.subject]
@@ -257,6 +264,11 @@ class SynMotionRecipe(NamedLoraRecipe):
         subjects = subjects * len(captions) if len(subjects) == 1 else subjects
         parsed = [parse_marked(text) for text in captions]
         motion = cfg.motion
+        if isinstance(motion, list):  # candidates: the longest one every caption holds
+            fits = [m for m in motion if all(m.strip().lower() in plain.lower() for plain, _, _ in parsed)]
+            if not fits:
+                raise InputError(f"none of the motion phrases {motion} occurs in every caption")
+            motion = max(fits, key=len).strip()
         if motion is None and all(m is None for _, _, m in parsed):
             # several captions of one motion, none marked: the words they all share
             motion = infer_motion([plain for plain, _, _ in parsed])
@@ -365,6 +377,9 @@ class SynMotionRecipe(NamedLoraRecipe):
         cfg = self.config
         if cfg.motion is None:
             raise ConfigError("the synmotion recipe needs the motion phrase: --motion, or mark it in the captions like {this}")
+        if isinstance(cfg.motion, list):
+            raise ConfigError("motion lists candidate phrases; the captions choose one (motiontune train / api.train), "
+                              "or give the one phrase")
         # every training caption is split on this tokenizer before the model is changed
         self._tokens.clear()
         for text in [t for t, r in self._roles.items() if r is not None]:
