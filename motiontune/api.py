@@ -194,6 +194,8 @@ def train(
 
     # every setting, input path and the output folder is checked before the model loads
     rec = recipe if isinstance(recipe, Recipe) else make_recipe(recipe, **(recipe_settings or {}))
+    if hasattr(rec, "prepare_captions"):  # captions with prompt roles (synmotion): checked and unmarked here
+        captions = rec.prepare_captions(_as_list(captions), len(_as_list(videos)))
     if "steps" not in train_settings and rec.default_steps is not None:
         train_settings["steps"] = rec.default_steps  # the recipe's own default (its authors' setting)
     known = {f.name for f in fields(TrainConfig)}
@@ -277,8 +279,13 @@ def generate(
     spec: BackboneSpec | None = None,
     recipe: Recipe | None = None,
     noise_prior: float | None = None,
+    subject: str | list[str] | None = None,
+    motion: str | None = None,
 ) -> GenerationResult:
-    """Generate one video per prompt with the base model or a trained adapter; optionally write files."""
+    """Generate one video per prompt with the base model or a trained adapter; optionally write files.
+
+    ``subject``/``motion`` (or prompts marked ``"[a fox] {claps} in a field"``) give the prompt roles
+    of an adapter that splits its prompts by role (synmotion)."""
     prompts = _as_list(prompts)
     if not prompts:
         raise ConfigError("no prompts given")
@@ -318,6 +325,10 @@ def generate(
         if recipe is None or not hasattr(recipe.config, "noise_prior"):
             raise ConfigError(f"noise_prior needs an adapter whose recipe has one (motiondirector); got {recipe.name if recipe else 'no adapter'}")
         recipe.config.noise_prior = noise_prior
+    if recipe is not None and hasattr(recipe, "prepare_prompts"):
+        prompts = recipe.prepare_prompts(prompts, subject, motion)
+    elif subject is not None or motion is not None:
+        raise ConfigError(f"subject/motion need an adapter that splits prompts by role (synmotion); got {recipe.name if recipe else 'no adapter'}")
     latents = recipe.initial_latents(spec, cfg.resolved(spec), prompts, meta) if recipe is not None else None
     videos = _generate(spec, prompts, recipe, cfg, progress=progress, latents=latents)
     result = GenerationResult(videos, prompts)

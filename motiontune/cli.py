@@ -79,6 +79,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--alpha", type=float, help="LoRA alpha")
     t.add_argument("--projections", help="comma list of q,k,v,o")
     t.add_argument("--attention", help="comma list of attention kinds: spatial,temporal,joint,cross")
+    t.add_argument("--subject", action="append", help="synmotion: the subject phrase of the captions; one, or one per --video")
+    t.add_argument("--motion", help="synmotion: the motion phrase of the captions (or mark captions like \"[a person] {claps}\")")
     t.add_argument("--set", action="append", metavar="KEY=VALUE", help="any other recipe setting; repeatable")
     t.add_argument("--checkpoint-every", type=int)
     t.add_argument("--no-resume", action="store_true", help="start over even if checkpoints exist (a saved adapter is replaced only when the new run finishes)")
@@ -102,6 +104,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--seed", type=int)
     g.add_argument("--adapter-scale", type=float)
     g.add_argument("--noise-prior", type=float, help="motiondirector: start from the reference's inverted noise mixed with fresh noise, this share of it (0-1; the authors use 0.5)")
+    g.add_argument("--subject", action="append", help="synmotion: the subject phrase of the prompts; one, or one per --prompt")
+    g.add_argument("--motion", help="synmotion: the motion phrase of the prompts (default: the trained one)")
     g.add_argument("--batch-size", type=int)
     g.add_argument("--quiet", action="store_true")
 
@@ -162,7 +166,7 @@ TRAIN_KEYS = {
     "checkpoint_every": "checkpoint_every", "cache_dir": "cache_dir", "tensorboard": "tensorboard",
     "validation_every": "validation_every",
 }
-RECIPE_KEYS = ("train_timesteps", "infer_timesteps", "rank", "alpha", "projections", "attention")
+RECIPE_KEYS = ("train_timesteps", "infer_timesteps", "rank", "alpha", "projections", "attention", "subject", "motion")
 
 
 def run_train(s: dict[str, Any]) -> int:
@@ -180,6 +184,8 @@ def run_train(s: dict[str, Any]) -> int:
     if not output:
         raise ConfigError("train needs --output (the folder for the adapter)")
     recipe_settings = {k: s.pop(k) for k in RECIPE_KEYS if k in s}
+    if "subject" in recipe_settings:
+        recipe_settings["subject"] = _one_or_list(recipe_settings["subject"])
     recipe_settings.update(_parse_set(s.pop("set", None)))
     recipe_settings.update(s.pop("recipe_settings", {}) or {})
     train_settings = {TRAIN_KEYS[k]: s.pop(k) for k in list(s) if k in TRAIN_KEYS}
@@ -231,7 +237,7 @@ def run_generate(s: dict[str, Any]) -> int:
         width=s.pop("width", None), steps=s.pop("steps", None), guidance=s.pop("guidance", None),
         negative_prompt=s.pop("negative_prompt", ""), seed=s.pop("seed", 0), adapter_scale=s.pop("adapter_scale", None),
         batch_size=s.pop("batch_size", 4), device=s.pop("device", None), dtype=s.pop("dtype", "fp32"), progress=not quiet,
-        noise_prior=s.pop("noise_prior", None),
+        noise_prior=s.pop("noise_prior", None), subject=_one_or_list(s.pop("subject", None)), motion=s.pop("motion", None),
     )
     if s:  # before any work: a misspelt key in a --config file
         raise ConfigError(f"unknown setting(s) for generate: {', '.join(sorted(s))}")
@@ -239,6 +245,10 @@ def run_generate(s: dict[str, Any]) -> int:
     for p in result.paths:
         print(p)
     return 0
+
+
+def _one_or_list(values: Any) -> Any:
+    return values[0] if isinstance(values, list) and len(values) == 1 else values
 
 
 def run_list(what: str) -> int:
@@ -365,7 +375,7 @@ def _take_threads_option(argv: list[str]) -> tuple[list[str], str | None]:
     return rest, value
 
 
-TEXT_OPTIONS = ("prompt", "negative_prompt", "caption", "image_caption", "validation_prompt")
+TEXT_OPTIONS = ("prompt", "negative_prompt", "caption", "image_caption", "validation_prompt", "subject", "motion")
 
 
 def _check_text_options(settings: dict[str, Any]) -> None:

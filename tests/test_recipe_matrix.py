@@ -8,6 +8,9 @@ Shared checks, picked up by a new recipe without editing this file:
 * a training step changes only what its stage and passes declare: the branches it trained move,
   the others and their optimizer state stay bit for bit, the base weights never move (unless
   they are the recipe's branch, as in ``full``).
+
+A recipe is built with its ``example_settings``; one that runs on some backbone families only
+(``supported_families``) must refuse the others with a ConfigError.
 """
 
 import pytest
@@ -15,19 +18,14 @@ import torch
 
 from motiontune.backbones import load_backbone
 from motiontune.data.dataset import Sample, TrainingData
-from motiontune.recipes import load_recipe, make_recipe, recipe_names
+from motiontune.errors import ConfigError
+from motiontune.recipes import get_recipe_class, load_recipe, make_recipe, recipe_names
 from motiontune.testing.tiny import tiny_families
 from motiontune.training.trainer import Trainer, TrainConfig
 
 BACKBONES = [*tiny_families(), "toy"]
 RECIPES = recipe_names()
 PROMPT = "a red circle moves left"
-#: settings a recipe needs on the matrix's short clips (4-5 frames): follow_your_motion's default
-#: every-5th-frame sampling needs a longer reference and refuses these (tests/test_follow_your_motion.py
-#: trains it sparse on longer clips)
-STEP_SETTINGS = {"follow_your_motion": {"sparse_stride": 1}}
-
-
 def _spec(backbone, tiny_model_dir, tiny_toy):
     return load_backbone(tiny_toy if backbone == "toy" else tiny_model_dir(backbone))
 
@@ -59,6 +57,15 @@ def _out(spec, recipe, x, t, cond, schedule=True):
     return out
 
 
+def _make(recipe_name):
+    return make_recipe(recipe_name, **get_recipe_class(recipe_name).example_settings)
+
+
+def _supported(recipe_name, spec):
+    families = get_recipe_class(recipe_name).supported_families
+    return families is None or spec.family in families
+
+
 def _set_all_scales(recipe, scale):
     names = recipe.adapter_names()
     if names:
@@ -80,8 +87,12 @@ def test_recipe_adapters_scale_zero_and_round_trip(recipe_name, backbone, tiny_m
     spec = _spec(backbone, tiny_model_dir, tiny_toy)
     x, t, cond = _inputs(spec)
     base = _out(spec, None, x, t, cond)
-    recipe = make_recipe(recipe_name)
+    recipe = _make(recipe_name)
     torch.manual_seed(0)
+    if not _supported(recipe_name, spec):
+        with pytest.raises(ConfigError, match=spec.family):
+            recipe.apply(spec)
+        return
     recipe.apply(spec)
     branches = recipe.branches()
     assert branches and all(branches.values())
@@ -123,9 +134,13 @@ def test_recipe_step_changes_only_what_it_declares(recipe_name, backbone, tiny_m
     spec = _spec(backbone, tiny_model_dir, tiny_toy)
     f, h, w = _size(spec)
     data = TrainingData([Sample(torch.rand(3, f, h, w) * 2 - 1, PROMPT)])
-    recipe = make_recipe(recipe_name, **STEP_SETTINGS.get(recipe_name, {}))
+    recipe = _make(recipe_name)
     cfg = TrainConfig(output_dir=str(tmp_path / "run"), steps=4, progress=False, learning_rate=1e-2, checkpoint_every=0,
                       gradient_accumulation_steps=2)
+    if not _supported(recipe_name, spec):
+        with pytest.raises(ConfigError, match=spec.family):
+            Trainer(spec, recipe, data, cfg, {"size": [f, h, w]})
+        return
     trainer = Trainer(spec, recipe, data, cfg, {"size": [f, h, w]})
     branch_params = {b: dict(recipe.branches()[b]) for b in trainer.branches}
     owned = {id(p) for ps in branch_params.values() for p in ps.values()}

@@ -20,6 +20,7 @@ _RECIPES: dict[str, str] = {
     "jointtuner": "motiontune.recipes.jointtuner:JointTunerRecipe",
     "dualreal": "motiontune.recipes.dualreal:DualRealRecipe",
     "follow_your_motion": "motiontune.recipes.follow_your_motion:FollowYourMotionRecipe",
+    "synmotion": "motiontune.recipes.synmotion:SynMotionRecipe",
 }
 
 

@@ -137,6 +137,11 @@ class Recipe:
     #: changes nothing while those are zero): ``{branch: (branches it acts through, ...)}``; the
     #: recipe matrix makes those non-zero before checking that the branch changes the output
     branch_prerequisites: ClassVar[dict[str, tuple[str, ...]]] = {}
+    #: the backbone families the recipe runs on (None: every family); it refuses the others in apply()
+    supported_families: ClassVar[tuple[str, ...] | None] = None
+    #: settings that make every branch act on a caption such as "a red circle moves left" (e.g. the
+    #: caption's subject and motion phrases); the recipe matrix builds the recipe with them
+    example_settings: ClassVar[dict[str, Any]] = {}
 
     def __init__(self, config: RecipeConfig | None = None, **overrides: Any):
         if config is None:
