@@ -48,6 +48,9 @@ def test_suite_kinds_pick_scenarios():
     assert all(c.startswith("a pink") for c in s.image_captions)
     default = load_suite("toy")
     assert len(default.scenarios) == 12 and {x.group for x in default.scenarios} == {"motion", "appearance"}
+    every = load_suite("toy:all")
+    assert [x.group for x in every.scenarios] == ["motion"] * 10 + ["appearance"] * 2 + ["joint"] * 6 + ["fewshot"] * 5
+    assert all(len(x.videos) >= 3 and not x.images for x in every.scenarios if x.group == "fewshot")
     both = load_suite("toy:joint,motion")
     assert [x.group for x in both.scenarios] == ["motion"] * 10 + ["joint"] * 6  # suite order, not the given order
     for spec, message in (("toy:dance", r"unknown toy scenario kind\(s\) dance"), ("toy:joint,joint", "listed twice")):
