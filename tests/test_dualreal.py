@@ -331,7 +331,11 @@ def test_cost_benchmark_smoke(tmp_path):
     assert set(d["parameters_by_branch"]) == {*BRANCHES, CONTROLLER}
     assert r["ratios"]["trainable_parameters"] == d["trainable_parameters"] / lo["trainable_parameters"]
     assert r["ratios"]["seconds_per_step"] == d["seconds_per_step"] / lo["seconds_per_step"] > 0
-    assert sum(k["steps"] for k in d["by_kind"].values()) == 2 and lo["by_kind"].keys() == {"video"}
+    # lora, given the clip and the image, alternates them (image on even steps)
+    assert sum(k["steps"] for k in d["by_kind"].values()) == 2 and lo["by_kind"].keys() == {"image", "video"}
+    motion = d["by_kind"].get("motion")
+    if motion is not None:
+        assert r["ratios"]["motion_step_seconds"] == motion["median_seconds"] / lo["by_kind"]["video"]["median_seconds"]
 
 
 def test_optimizer_is_8bit_adamw_only_with_bitsandbytes_and_a_gpu(tiny_model_dir, monkeypatch):
