@@ -101,3 +101,17 @@ def test_threads_option_errors(capsys):
         assert main(argv) == 2
         err = capsys.readouterr().err.strip()
         assert message in err and len(err.splitlines()) == 1
+
+
+def test_under_load_report_states_the_targets():
+    from test_toy_benchmarks import load_script
+
+    bench = load_script("threads_under_load")
+    results = {"keep-idle": {"seconds": 100.0, "load_before": 0.02}, "auto-idle": {"seconds": 103.0, "load_before": 0.01},
+               "auto-load": {"seconds": 170.0, "load_before": 0.0}, "keep-load": {"seconds": 340.0, "load_before": None}}
+    text = bench.report(results, "python benchmarks/threads_under_load.py", 2, None)
+    assert "| auto-load | 170.0 | 0.00 |" in text and "| keep-load | 340.0 | n/a |" in text
+    assert "auto under load / auto idle: **1.65x** (target <= 1.6x: NOT met)" in text
+    assert "auto idle / keep idle: **1.03x** (target <= 1.05x: met)" in text
+    assert "keep under load / keep idle: 3.40x" in text
+    assert bench.main(["--runs", "auto-idle,fast"]) == 2 and bench.main(["--steps", "0"]) == 2
