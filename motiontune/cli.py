@@ -384,7 +384,8 @@ def _load_extra_commands() -> None:
     """Import the modules that register further subcommands (demo, probe, eval, bench)."""
     import importlib
 
-    for module in ("motiontune.toyworld.commands", "motiontune.probe.commands", "motiontune.evaluation.commands"):
+    for module in ("motiontune.toyworld.commands", "motiontune.probe.commands", "motiontune.evaluation.commands",
+                   "motiontune.interop.commands"):
         try:
             importlib.import_module(module)
         except ModuleNotFoundError as exc:

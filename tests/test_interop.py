@@ -1,0 +1,209 @@
+"""Interop: LoRA export in the original key naming (checked with diffusers' own loader for such files)."""
+
+import json
+import os
+
+import pytest
+import torch
+from safetensors import safe_open
+
+from motiontune.backbones import load_backbone
+from motiontune.cli import main
+from motiontune.errors import ConfigError
+from motiontune.interop.comfyui import export, hunyuan_state, LowRank
+from motiontune.recipes import load_recipe, make_recipe
+
+
+def tiny_size(spec):
+    rule = spec.frame_rule
+    frames = rule.fixed if rule.fixed is not None else next(n for n in (5, 4, 3, 9) if rule.is_valid(n))
+    return frames, spec.size_multiple, spec.size_multiple
+
+
+def trained_folder(folder, tmp_path, recipe, seed=0, name="adapter"):
+    """``recipe`` applied to the model in ``folder`` with random non-zero weights, saved like a run."""
+    spec = load_backbone(folder)
+    recipe.apply(spec)
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in recipe.trainable_parameters():
+            p.add_(torch.randn(p.shape, generator=g) * 0.1)
+    out = str(tmp_path / name)
+    recipe.save(out, {"backbone": {"family": spec.family, "source": folder}})
+    return out
+
+
+def outputs(spec, cond, seed=0):
+    f, h, w = tiny_size(spec)
+    x = torch.randn(spec.latent_shape(f, h, w), generator=torch.Generator().manual_seed(seed))
+    t = torch.tensor([400.0])
+    spec.denoiser.eval()  # LoRA dropout off, as in sampling
+    with torch.no_grad():
+        return spec.predict(x, t, cond)
+
+
+def keys_of(path):
+    with safe_open(path, "pt") as fh:
+        return set(fh.keys()), fh.metadata()
+
+
+@pytest.mark.parametrize("name,settings", [
+    ("lora", dict(rank=4, alpha=8.0, attention=("joint", "cross"), scale=0.7)),
+    ("motiondirector", dict(rank=4, alpha=2.0, ship=("spatial", "temporal"))),
+])
+def test_wan_export_loads_in_diffusers_with_the_same_output(name, settings, tiny_model_dir, tmp_path):
+    folder = tiny_model_dir("wan")
+    adapter = trained_folder(folder, tmp_path, make_recipe(name, **settings))
+    out = str(tmp_path / "comfy.safetensors")
+    result = export(adapter, "comfyui", out)
+    keys, meta = keys_of(out)
+    assert all(k.startswith("diffusion_model.blocks.") for k in keys)
+    assert "diffusion_model.blocks.0.self_attn.q.lora_A.weight" in keys and "diffusion_model.blocks.1.self_attn.o.alpha" in keys
+    if name == "lora":
+        assert "diffusion_model.blocks.0.cross_attn.k.lora_B.weight" in keys
+    else:  # only the temporal branch is applied at inference
+        assert result.layers == 8 and any("spatial" in n for n in result.notes)
+    assert meta["modelspec.architecture"] == "wan2.1/lora"
+
+    ours = load_backbone(folder)
+    recipe = load_recipe(adapter, ours)
+    recipe.apply_schedule(400.0)  # the inference scales (motiondirector: the spatial branch off)
+    theirs = load_backbone(folder)
+    theirs.pipe.load_lora_weights(out)  # diffusers' converter for non-diffusers Wan LoRA files
+    cond = ours.encode_prompt(["a dog runs"])
+    a, b, plain = outputs(ours, cond), outputs(theirs, cond), outputs(load_backbone(folder), cond)
+    assert (a - plain).abs().max() > 1e-3, "the adapter must change the output"
+    assert torch.allclose(a, b, atol=1e-5), float((a - b).abs().max())
+
+
+def test_wan_export_same_video_through_the_sampler(tiny_toy, tmp_path):
+    from motiontune.diffusion.sampling import SamplingConfig, generate
+
+    adapter = trained_folder(tiny_toy, tmp_path, make_recipe("lora", rank=2, alpha=4.0))
+    out = str(tmp_path / "toy.safetensors")
+    assert main(["export", adapter, "--format", "comfyui", "--output", out]) == 0
+    ours = load_backbone(tiny_toy)
+    recipe = load_recipe(adapter, ours)
+    theirs = load_backbone(tiny_toy)
+    theirs.pipe.load_lora_weights(out)
+    cfg = SamplingConfig(num_inference_steps=2, num_frames=5, height=16, width=16, seed=3)
+    a = generate(ours, ["a red circle moves left"], recipe=recipe, config=cfg, progress=False)
+    b = generate(theirs, ["a red circle moves left"], config=cfg, progress=False)
+    assert torch.allclose(a, b, atol=1e-5)
+
+
+def test_hunyuan_export_fuses_projections_exactly(tiny_model_dir, tmp_path):
+    folder = tiny_model_dir("hunyuan_video")
+    adapter = trained_folder(folder, tmp_path, make_recipe("lora", rank=3, alpha=6.0))
+    out = str(tmp_path / "hv.safetensors")
+    export(adapter, "comfyui", out)
+    keys, _ = keys_of(out)
+    assert "diffusion_model.double_blocks.0.img_attn_qkv.lora_A.weight" in keys
+    assert "diffusion_model.single_blocks.0.linear1.lora_B.weight" in keys
+    assert not any(k.endswith(".alpha") for k in keys)  # the scale is folded into B
+    from motiontune.utils.files import load_tensors
+
+    state = load_tensors(out)
+    spec = load_backbone(folder)
+    recipe = load_recipe(adapter, spec)
+    layers = dict(spec.denoiser.named_modules())
+
+    def delta(module):
+        m = layers[module]
+        return m.scaling["default"] * m.lora_B["default"].weight @ m.lora_A["default"].weight
+
+    def fused(name):
+        return state[f"diffusion_model.{name}.lora_B.weight"] @ state[f"diffusion_model.{name}.lora_A.weight"]
+
+    q, k, v = (delta(f"transformer_blocks.0.attn.to_{p}") for p in "qkv")
+    assert torch.allclose(fused("double_blocks.0.img_attn_qkv"), torch.cat([q, k, v]), atol=1e-6)
+    q, k, v = (delta(f"single_transformer_blocks.0.attn.to_{p}") for p in "qkv")
+    d = fused("single_blocks.0.linear1")
+    base = layers["single_transformer_blocks.0.attn.to_q"].base_layer.weight
+    mlp = layers["single_transformer_blocks.0.proj_mlp"].weight
+    assert d.shape == (3 * base.shape[0] + mlp.shape[0], base.shape[1])  # linear1's shape in the original model
+    assert torch.allclose(d[: 3 * base.shape[0]], torch.cat([q, k, v]), atol=1e-6)
+    assert d[3 * base.shape[0]:].abs().max() == 0
+    assert recipe is not None
+
+
+def test_hunyuan_export_double_blocks_load_in_diffusers(tiny_model_dir, tmp_path):
+    """diffusers' HunyuanVideo converter splits single_blocks.linear1 at a fixed width of 3072 (the
+    full model's), so on a tiny model it is checked with the dual-stream blocks' layers only."""
+    folder = tiny_model_dir("hunyuan_video")
+    spec = load_backbone(folder)
+    recipe = make_recipe("lora", rank=3, alpha=6.0)
+    recipe.apply(spec)
+    g = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for n, p in recipe.named_trainable().items():
+            if n.startswith("transformer_blocks.") and "lora_B" in n:
+                p.copy_(torch.randn(p.shape, generator=g) * 0.1)
+    adapter = str(tmp_path / "a")
+    recipe.save(adapter, {"backbone": {"family": spec.family, "source": folder}})
+    out = str(tmp_path / "hv.safetensors")
+    export(adapter, "comfyui", out)
+    from motiontune.utils.files import load_tensors
+
+    state = {k: v for k, v in load_tensors(out).items() if "single_blocks" not in k}
+    theirs = load_backbone(folder)
+    theirs.pipe.load_lora_weights(state)
+    cond = spec.encode_prompt(["a dog runs"])
+    a, b, plain = outputs(spec, cond), outputs(theirs, cond), outputs(load_backbone(folder), cond)
+    assert (a - plain).abs().max() > 1e-3
+    assert torch.allclose(a, b, atol=1e-5), float((a - b).abs().max())
+
+
+def test_hunyuan_linear1_without_mlp_adapter_gets_zero_rows():
+    u = [LowRank("single_transformer_blocks.0.attn.to_q", torch.ones(2, 5), torch.ones(5, 2), 0.5)]
+    s = hunyuan_state(u, hidden=5, mlp=7)
+    assert s["diffusion_model.single_blocks.0.linear1.lora_B.weight"].shape == (22, 2)
+    d = s["diffusion_model.single_blocks.0.linear1.lora_B.weight"] @ s["diffusion_model.single_blocks.0.linear1.lora_A.weight"]
+    assert torch.equal(d[:5], torch.full((5, 5), 1.0)) and d[5:].abs().max() == 0
+
+
+def test_gated_lora_without_gate_folds_exactly_and_gated_ones_are_refused(tiny_toy, tmp_path):
+    adapter = trained_folder(tiny_toy, tmp_path, make_recipe("jointtuner", rank=2, alpha=1.5, gate="none", dropout=0.0))
+    out = str(tmp_path / "g.safetensors")
+    result = export(adapter, "comfyui", out)
+    assert any("folded exactly" in n for n in result.notes)
+    ours = load_backbone(tiny_toy)
+    recipe = load_recipe(adapter, ours)
+    recipe.apply_schedule(400.0)
+    theirs = load_backbone(tiny_toy)
+    theirs.pipe.load_lora_weights(out)
+    cond = ours.encode_prompt(["a red circle"])
+    assert torch.allclose(outputs(ours, cond), outputs(theirs, cond), atol=1e-5)
+
+    gated = trained_folder(tiny_toy, tmp_path, make_recipe("jointtuner", rank=2, alpha=1.5), name="gated")
+    with pytest.raises(ConfigError, match="gate.*depends on each layer's input"):
+        export(gated, "comfyui", out)
+
+
+def test_non_low_rank_adapters_and_bad_input_are_refused(tiny_toy, tiny_model_dir, tmp_path, capsys):
+    block = trained_folder(tiny_toy, tmp_path, make_recipe("dualreal", hidden=4), name="dualreal")
+    with pytest.raises(ConfigError, match="bottleneck block adapter"):
+        export(block, "comfyui", str(tmp_path / "x.safetensors"))
+    full = trained_folder(tiny_toy, tmp_path, make_recipe("timestep", mode="full"), name="full")
+    with pytest.raises(ConfigError, match="full fine-tuning"):
+        export(full, "comfyui", str(tmp_path / "x.safetensors"))
+    cog = trained_folder(tiny_model_dir("cogvideox"), tmp_path, make_recipe("lora", rank=2, alpha=2.0, attention=("joint",)), name="cog")
+    with pytest.raises(ConfigError, match="CogVideoX"):
+        export(cog, "comfyui", str(tmp_path / "x.safetensors"))
+    with pytest.raises(ConfigError, match="unknown export format"):
+        export(block, "kohya", str(tmp_path / "x.safetensors"))
+    with pytest.raises(ConfigError, match=".safetensors"):
+        export(block, "comfyui", str(tmp_path / "x.pt"))
+    assert main(["export", str(tmp_path / "nope"), "--format", "comfyui", "--output", str(tmp_path / "x.safetensors")]) == 2
+    assert "not an adapter folder" in capsys.readouterr().err
+    assert not os.path.exists(tmp_path / "x.safetensors")
+
+
+def test_timestep_recipe_export_notes_the_window(tiny_toy, tmp_path, capsys):
+    adapter = trained_folder(tiny_toy, tmp_path, make_recipe("timestep", tau=500.0))
+    out = str(tmp_path / "t.safetensors")
+    assert main(["export", adapter, "--format", "comfyui", "--output", out]) == 0
+    printed = capsys.readouterr().out
+    assert "applies at every step" in printed
+    _, meta = keys_of(out)
+    assert "applies at every step" in meta["motiontune.notes"] and json.loads(json.dumps(meta))
