@@ -207,3 +207,74 @@ def test_timestep_recipe_export_notes_the_window(tiny_toy, tmp_path, capsys):
     assert "applies at every step" in printed
     _, meta = keys_of(out)
     assert "applies at every step" in meta["motiontune.notes"] and json.loads(json.dumps(meta))
+
+
+# ------------------------------------------------------------------------------------------ presets
+from motiontune.interop.presets import apply_generate_preset, apply_train_preset, get_preset, presets  # noqa: E402
+
+
+def test_every_shipped_preset_is_valid():
+    from motiontune.training.trainer import TrainConfig
+
+    shipped = presets()
+    assert {"jointtuner-cogvideox-5b", "dualreal-cogvideox-5b", "motiondirector-zeroscope-v2-576w", "timestep-cogvideox-5b",
+            "lora-toy"} <= set(shipped)
+    for name, p in shipped.items():
+        assert p.gpu_memory and p.source and p.reference
+        if p.backbone != "toy":
+            assert p.gpu_memory == "not measured here"
+        if not p.available:
+            continue
+        recipe = make_recipe(p.recipe, **p.recipe_settings)
+        for key in ("rank", "alpha"):
+            if key in p.recipe_settings:
+                assert getattr(recipe.config, key) == p.recipe_settings[key]
+        t = p.train
+        TrainConfig(output_dir="unused", **{({"lr": "learning_rate"}).get(k, k): v for k, v in t.items()
+                                            if k in ("steps", "lr", "batch_size", "mixed_precision")})
+    jt = shipped["jointtuner-cogvideox-5b"]
+    assert (jt.recipe_settings["rank"], jt.recipe_settings["alpha"], jt.train["lr"], jt.train["steps"]) == (128, 1.0, 2e-4, 1000)
+    assert (jt.train["num_frames"], jt.train["height"], jt.train["width"], jt.generate["guidance"]) == (49, 480, 720, 6.0)
+    assert shipped["lora-toy"].train["lr"] == 1e-3
+
+
+def test_preset_settings_are_overridden_by_flags_and_set():
+    s = apply_train_preset({"preset": "motiondirector-zeroscope-v2-576w", "steps": 7, "rank": 8, "set": ["dropout=0.0"]})
+    assert s["recipe"] == "motiondirector" and s["backbone"] == "zeroscope-v2-576w"
+    assert s["steps"] == 7 and s["rank"] == 8 and s["lr"] == 5e-4 and s["num_frames"] == 16
+    assert s["recipe_settings"] == {"weight_decay": 1e-2}  # dropout given with --set wins over the preset
+    g = apply_generate_preset({"preset": "motiondirector-zeroscope-v2-576w", "guidance": 3.0, "adapter": "runs/x"})
+    assert g["guidance"] == 3.0 and g["steps"] == 30 and g["noise_prior"] == 0.5 and "backbone" not in g
+    with pytest.raises(ConfigError, match="is for the motiondirector recipe"):
+        apply_train_preset({"preset": "motiondirector-zeroscope-v2-576w", "recipe": "lora"})
+    with pytest.raises(ConfigError, match="unknown preset"):
+        get_preset("nope")
+    absent = [n for n, p in presets().items() if not p.available]
+    for name in absent:
+        with pytest.raises(ConfigError, match="not in this version"):
+            get_preset(name)
+
+
+def test_train_with_a_preset_from_the_cli(tiny_toy, tmp_path, capsys):
+    import numpy as np
+
+    from motiontune.data.video_io import write_video
+
+    frames = np.zeros((8, 16, 16, 3), np.uint8)
+    for i in range(8):
+        frames[i, 4:10, i:i + 6] = (255, 0, 0)
+    video = str(tmp_path / "ref.mp4")
+    write_video(frames, video)
+    out = tmp_path / "run"
+    rc = main(["train", "--preset", "lora-toy", "--backbone", tiny_toy, "--video", video, "--caption", "a red circle moves right",
+               "--steps", "1", "--num-frames", "5", "--height", "16", "--width", "16", "--output", str(out), "--quiet"])
+    assert rc == 0
+    meta = json.loads((out / "motiontune.json").read_text())
+    assert meta["recipe"] == "lora" and meta["training"]["steps"] == 1 and meta["training"]["learning_rate"] == 1e-3
+    assert meta["size"] == [5, 16, 16]
+    assert main(["list", "presets"]) == 0
+    listed = capsys.readouterr().out
+    assert "jointtuner-cogvideox-5b" in listed and "not measured here" in listed and "code" in listed
+    if any(not p.available for p in presets().values()):
+        assert "skipped: recipe" in listed
+    assert main(["train", "--preset", "nope", "--video", video, "--caption", "c", "--output", str(out)]) == 2
