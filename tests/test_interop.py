@@ -278,3 +278,55 @@ def test_train_with_a_preset_from_the_cli(tiny_toy, tmp_path, capsys):
     if any(not p.available for p in presets().values()):
         assert "skipped: recipe" in listed
     assert main(["train", "--preset", "nope", "--video", video, "--caption", "c", "--output", str(out)]) == 2
+
+
+# ------------------------------------------------------------------------- the stock WanPipeline
+def stock_video(folder, prompt, steps, frames, size, guidance, seed, lora=None, max_sequence_length=16):
+    from diffusers import WanPipeline
+
+    pipe = WanPipeline.from_pretrained(folder)
+    pipe.set_progress_bar_config(disable=True)
+    if lora is not None:
+        pipe.load_lora_weights(lora)
+    video = pipe(prompt, num_frames=frames, height=size, width=size, num_inference_steps=steps, guidance_scale=guidance,
+                 generator=torch.Generator().manual_seed(seed), output_type="pt", max_sequence_length=max_sequence_length)
+    return video.frames[0].permute(1, 0, 2, 3)  # (3, F, H, W) in [0, 1]
+
+
+def motiontune_video(folder, prompt, steps, frames, size, guidance, seed, adapter=None):
+    from motiontune.diffusion.sampling import SamplingConfig, generate
+
+    spec = load_backbone(folder)
+    recipe = load_recipe(adapter, spec) if adapter else None
+    cfg = SamplingConfig(num_inference_steps=steps, num_frames=frames, height=size, width=size, seed=seed, guidance_scale=guidance)
+    return ((generate(spec, [prompt], recipe=recipe, config=cfg, progress=False)[0] + 1) / 2).clamp(0, 1)
+
+
+def test_stock_wan_pipeline_matches_motiontune_on_the_toy_architecture(tiny_toy, tmp_path):
+    prompt, args = "a red circle moves left", (3, 5, 16, 2.0, 3)
+    ours = motiontune_video(tiny_toy, prompt, *args)
+    assert (stock_video(tiny_toy, prompt, *args) - ours).abs().max() * 255 < 0.01
+    # the pipeline's default max_sequence_length (512) pads the text with zero tokens the model attends to
+    assert (stock_video(tiny_toy, prompt, *args, max_sequence_length=512) - ours).abs().max() * 255 > 1
+    adapter = trained_folder(tiny_toy, tmp_path, make_recipe("lora", rank=2, alpha=4.0))
+    with_lora = motiontune_video(tiny_toy, prompt, *args, adapter=adapter)
+    assert (with_lora - ours).abs().max() * 255 > 1, "the adapter must change the video"
+    assert (stock_video(tiny_toy, prompt, *args, lora=adapter) - with_lora).abs().max() * 255 < 0.01
+    exported = str(tmp_path / "comfy.safetensors")
+    export(adapter, "comfyui", exported)
+    assert (stock_video(tiny_toy, prompt, *args, lora=exported) - with_lora).abs().max() * 255 < 0.01
+
+
+def test_packaged_toy_model_in_the_stock_pipeline_and_its_model_card():
+    from motiontune.backbones import resolve_model_alias
+    from motiontune.toyworld.model_card import MODEL_CARD
+
+    folder = resolve_model_alias("toy")[0]
+    with open(os.path.join(folder, "README.md"), encoding="utf-8") as fh:
+        assert fh.read() == MODEL_CARD
+    assert "max_sequence_length=16" in MODEL_CARD
+    with open(os.path.join(folder, "tokenizer", "tokenizer_config.json"), encoding="utf-8") as fh:
+        assert json.load(fh)["model_max_length"] == 16
+    prompt, args = "a red circle moves right on a gray background", (2, 5, 32, 4.0, 0)
+    ours = motiontune_video(folder, prompt, *args)
+    assert (stock_video(folder, prompt, *args) - ours).abs().max() * 255 < 0.05
