@@ -330,3 +330,118 @@ def test_packaged_toy_model_in_the_stock_pipeline_and_its_model_card():
     prompt, args = "a red circle moves right on a gray background", (2, 5, 32, 4.0, 0)
     ours = motiontune_video(folder, prompt, *args)
     assert (stock_video(folder, prompt, *args) - ours).abs().max() * 255 < 0.05
+
+
+# --------------------------------------------------------------------- learned point tracker metric
+from typing import Tuple  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+from motiontune.evaluation.learned import LearnedScorer, WeightSources  # noqa: E402
+from motiontune.evaluation.tracker import PointTracker, grid_queries, tracker_motion_fidelity_or_reason  # noqa: E402
+
+
+class FakeTracker(torch.nn.Module):
+    """Every point moves right 1 px per frame. With ``hide_left``, the points of the left half are
+    hidden from frame 1 on and 'predicted' moving up on a red video, down otherwise."""
+
+    def __init__(self, hide_left: bool = False):
+        super().__init__()
+        self.hide_left = hide_left
+
+    def forward(self, video: torch.Tensor, queries: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        t = video.shape[1]
+        n = queries.shape[1]
+        steps = torch.arange(t, dtype=torch.float32).reshape(1, t, 1)
+        start = queries[:, :, 1:].reshape(1, 1, n, 2)
+        move = torch.zeros(1, t, n, 2)
+        move[..., 0] = steps
+        visible = torch.ones(1, t, n, dtype=torch.bool)
+        if self.hide_left:
+            left = (queries[0, :, 1] < video.shape[4] / 2).reshape(1, 1, n)
+            red = bool(video[0, 0, 0].mean() > video[0, 0, 1].mean())
+            garbage = torch.zeros(1, t, n, 2)
+            garbage[..., 1] = steps * (-1.0 if red else 1.0)
+            move = torch.where(left.unsqueeze(-1), garbage, move)
+            visible = visible & ~(left & (steps > 0))
+        return start + move, visible
+
+
+def scripted(module, path):
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.jit.script(module).save(str(path))
+    return str(path)
+
+
+def clip(color):
+    v = np.zeros((6, 32, 32, 3), np.uint8)
+    v[..., 0 if color == "red" else 1] = 200
+    return v
+
+
+def test_grid_queries_follow_cotrackers_layout():
+    q = grid_queries(64, 128, 3)
+    assert q.shape == (9, 3) and (q[:, 0] == 0).all()
+    np.testing.assert_allclose(sorted(set(q[:, 1])), [2.0, 64.0, 126.0])
+    np.testing.assert_allclose(sorted(set(q[:, 2])), [2.0, 32.0, 62.0])
+
+
+def test_tracker_motion_fidelity_known_answers(tmp_path):
+    plain = PointTracker.load(scripted(FakeTracker(), tmp_path / "t.pt"))
+    assert tracker_motion_fidelity_or_reason(clip("red"), clip("green"), plain, grid=4) == pytest.approx(1.0)
+    hiding = PointTracker.load(scripted(FakeTracker(hide_left=True), tmp_path / "h.pt"))
+    # the hidden half moves up in one video and down in the other: best match 0 (the visible tracks move right)
+    assert tracker_motion_fidelity_or_reason(clip("red"), clip("green"), hiding, grid=4, visibility="ignore") == pytest.approx(0.5)
+    assert tracker_motion_fidelity_or_reason(clip("red"), clip("green"), hiding, grid=4, visibility="drop") == pytest.approx(1.0)
+    assert tracker_motion_fidelity_or_reason(clip("red"), clip("green"), hiding, grid=4, visibility="mask") == pytest.approx(1.0)
+    # same video on both sides: every track matches itself
+    assert tracker_motion_fidelity_or_reason(clip("red"), clip("red"), hiding, grid=4) == pytest.approx(1.0)
+    # the right half stays visible in every frame
+    assert tracker_motion_fidelity_or_reason(clip("red"), clip("green"), hiding, grid=4, visibility="drop", min_visible=1.0) == 1.0
+
+    class HideAll(torch.nn.Module):
+        def forward(self, video: torch.Tensor, queries: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+            t, n = video.shape[1], queries.shape[1]
+            visible = torch.zeros(1, t, n, dtype=torch.bool)
+            visible[:, 0] = True
+            return queries[:, :, 1:].reshape(1, 1, n, 2).repeat(1, t, 1, 1), visible
+
+    hidden = PointTracker.load(scripted(HideAll(), tmp_path / "a.pt"))
+    assert tracker_motion_fidelity_or_reason(clip("red"), clip("green"), hidden, grid=3, visibility="drop").startswith(
+        "n/a: no track of the video and reference is visible")
+    assert tracker_motion_fidelity_or_reason(clip("red"), clip("green"), hidden, grid=3, visibility="mask").startswith("n/a: no pair")
+    assert tracker_motion_fidelity_or_reason(clip("red"), clip("green"), hidden, grid=3) == 1.0  # ignore: all still in both
+    with pytest.raises(ConfigError, match="visibility must be"):
+        tracker_motion_fidelity_or_reason(clip("red"), clip("red"), plain, visibility="sometimes")
+
+
+def test_tracker_in_the_scorer_and_the_eval_command(tmp_path, capsys):
+    from motiontune.data.video_io import write_video
+
+    path = scripted(FakeTracker(hide_left=True), tmp_path / "h.pt")
+    res = LearnedScorer().score(["cotracker_motion_fidelity"], clip("red"), reference=clip("green"))
+    assert res["cotracker_motion_fidelity"].startswith("skipped: needs a point tracker (--cotracker FILE")
+    scorer = LearnedScorer(WeightSources(cotracker=path))
+    assert scorer.score(["cotracker_motion_fidelity"], clip("red"))["cotracker_motion_fidelity"] == "skipped: needs a reference video"
+    res = scorer.score(["cotracker_motion_fidelity"], clip("red"), reference=clip("green"))
+    # the default grid (55 x 55) has 27 of 55 columns left of the middle, hidden and moving the other way
+    assert res["cotracker_motion_fidelity"] == pytest.approx(1 - 27 / 55)
+
+    class Wrong(torch.nn.Module):
+        def forward(self, video: torch.Tensor, queries: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+            return torch.zeros(1, 2, 3, 2), torch.ones(1, 2, 3)
+
+    bad = PointTracker.load(scripted(Wrong(), tmp_path / "w.pt"))
+    with pytest.raises(ConfigError, match="returned tracks of shape"):
+        bad.track(clip("red"), grid=2)
+
+    write_video(clip("red"), tmp_path / "v.mp4")
+    write_video(clip("green"), tmp_path / "r.mp4")
+    out = tmp_path / "scores.json"
+    assert main(["eval", "--video", str(tmp_path / "v.mp4"), "--reference", str(tmp_path / "r.mp4"), "--cotracker", path,
+                 "--metrics", "cotracker_motion_fidelity", "--json", str(out)]) == 0
+    rows = json.loads(out.read_text())["videos"]
+    assert rows[0]["metrics"]["cotracker_motion_fidelity"] == pytest.approx(1 - 27 / 55)
