@@ -445,3 +445,40 @@ def test_tracker_in_the_scorer_and_the_eval_command(tmp_path, capsys):
                  "--metrics", "cotracker_motion_fidelity", "--json", str(out)]) == 0
     rows = json.loads(out.read_text())["videos"]
     assert rows[0]["metrics"]["cotracker_motion_fidelity"] == pytest.approx(1 - 27 / 55)
+
+
+def converted_by_diffusers_single_file(path, folder, family, skip=()):
+    """The exported layers, as weights of an original-format checkpoint, through diffusers' single-file
+    converter of such checkpoints: each must land on a weight of the model, with its shape."""
+    from diffusers.loaders import single_file_utils as sfu
+
+    from motiontune.utils.files import load_tensors
+
+    state = load_tensors(path)
+    fake = {}
+    for key, b in state.items():
+        if key.endswith(".lora_B.weight") and not any(s in key for s in skip):
+            a = state[key.replace(".lora_B.", ".lora_A.")]
+            fake[key[len("diffusion_model."):-len(".lora_B.weight")] + ".weight"] = torch.zeros(b.shape[0], a.shape[1])
+    assert fake
+    convert = sfu.convert_wan_transformer_to_diffusers if family == "wan" else sfu.convert_hunyuan_video_transformer_to_diffusers
+    converted = convert(dict(fake))
+    weights = load_backbone(folder).denoiser.state_dict()
+    for key, value in converted.items():
+        assert key in weights and weights[key].shape == value.shape, key
+    return fake, converted
+
+
+def test_exported_names_are_weights_of_the_original_checkpoint_layout(tiny_toy, tiny_model_dir, tmp_path):
+    adapter = trained_folder(tiny_toy, tmp_path, make_recipe("jointtuner", rank=2, alpha=1.5, gate="none", dropout=0.0))
+    export(adapter, "comfyui", str(tmp_path / "w.safetensors"))
+    fake, converted = converted_by_diffusers_single_file(str(tmp_path / "w.safetensors"), tiny_toy, "wan")
+    assert any(".ffn.0." in k for k in fake) and any(".cross_attn.o." in k for k in fake)
+    assert len(converted) == len(fake)
+    folder = tiny_model_dir("hunyuan_video")
+    adapter = trained_folder(folder, tmp_path, make_recipe("lora", rank=2, alpha=2.0), name="hv")
+    export(adapter, "comfyui", str(tmp_path / "h.safetensors"))
+    # diffusers splits single_blocks.N.linear1 at the full model's width (3072): checked by shape above instead
+    fake, converted = converted_by_diffusers_single_file(str(tmp_path / "h.safetensors"), folder, "hunyuan_video", skip=("single_blocks",))
+    assert "double_blocks.0.img_attn_qkv.weight" in fake
+    assert {"transformer_blocks.0.attn.to_q.weight", "transformer_blocks.0.attn.to_out.0.weight"} <= set(converted)
