@@ -32,6 +32,7 @@ EXAMPLES = {
     "list": """example:
   motiontune list            # backbones, aliases, recipes, metrics and the toy model's words
   motiontune list recipes
+  motiontune list presets    # the authors' settings per recipe and backbone (train/generate --preset NAME)
   motiontune list vocabulary # the words the toy model knows (others are read as unknown)""",
 }
 

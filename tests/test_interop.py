@@ -156,7 +156,7 @@ def test_hunyuan_export_double_blocks_load_in_diffusers(tiny_model_dir, tmp_path
 
 def test_hunyuan_linear1_without_mlp_adapter_gets_zero_rows():
     u = [LowRank("single_transformer_blocks.0.attn.to_q", torch.ones(2, 5), torch.ones(5, 2), 0.5)]
-    s = hunyuan_state(u, hidden=5, mlp=7)
+    s = hunyuan_state(u, mlp=7)
     assert s["diffusion_model.single_blocks.0.linear1.lora_B.weight"].shape == (22, 2)
     d = s["diffusion_model.single_blocks.0.linear1.lora_B.weight"] @ s["diffusion_model.single_blocks.0.linear1.lora_A.weight"]
     assert torch.equal(d[:5], torch.full((5, 5), 1.0)) and d[5:].abs().max() == 0

@@ -230,7 +230,7 @@ def wan_state(updates: list[LowRank]) -> dict[str, torch.Tensor]:
     return out
 
 
-def hunyuan_state(updates: list[LowRank], hidden: int | None = None, mlp: int | None = None) -> dict[str, torch.Tensor]:
+def hunyuan_state(updates: list[LowRank], mlp: int | None = None) -> dict[str, torch.Tensor]:
     """Fused layers: A stacked, B block-diagonal with the scale folded in (see the module docstring).
 
     The row count of each part is its B's; a part without an adapter has the rows of its siblings of
@@ -327,7 +327,7 @@ def export_comfyui(folder: str, output: str) -> ExportResult:
         cfg = _denoiser_config(source)
         hidden = int(cfg["num_attention_heads"]) * int(cfg["attention_head_dim"]) if cfg else None
         mlp = int(hidden * float(cfg.get("mlp_ratio", 4.0))) if hidden else None
-        state = hunyuan_state(updates, hidden, mlp)
+        state = hunyuan_state(updates, mlp)
         arch = "hunyuan-video/lora"
     ranks = sorted({int(u.A.shape[0]) for u in updates})
     meta = {
