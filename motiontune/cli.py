@@ -32,6 +32,7 @@ EXAMPLES = {
     "list": """example:
   motiontune list            # backbones, aliases, recipes, metrics and the toy model's words
   motiontune list recipes
+  motiontune list presets    # the authors' settings per recipe and backbone (train/generate --preset NAME)
   motiontune list vocabulary # the words the toy model knows (others are read as unknown)""",
 }
 
@@ -53,6 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
                        formatter_class=argparse.RawDescriptionHelpFormatter, argument_default=argparse.SUPPRESS)
     add_model_arguments(t)
     t.add_argument("--recipe", help="method (see `motiontune list recipes`; default lora)")
+    t.add_argument("--preset", help="start from a shipped preset (see `motiontune list presets`); flags override it")
     t.add_argument("--video", action="append", help="reference video (mp4/mov/webm/gif or a folder of frames); repeatable")
     t.add_argument("--caption", action="append", help="caption of the reference video(s); one, or one per --video")
     t.add_argument("--image", action="append", help="reference image (png/jpg); repeatable")
@@ -94,6 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
                        formatter_class=argparse.RawDescriptionHelpFormatter, argument_default=argparse.SUPPRESS)
     add_model_arguments(g)
     g.add_argument("--adapter", help="folder written by `motiontune train`")
+    g.add_argument("--preset", help="sampling settings of a shipped preset (see `motiontune list presets`); flags override them")
     g.add_argument("--prompt", action="append", help="prompt; repeatable")
     g.add_argument("--negative-prompt")
     g.add_argument("--output", help="output folder (default outputs/)")
@@ -111,7 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     ls = sub.add_parser("list", help="list backbones, recipes and metrics", epilog=EXAMPLES["list"],
                         formatter_class=argparse.RawDescriptionHelpFormatter)
-    ls.add_argument("what", nargs="?", choices=["all", "backbones", "recipes", "metrics", "vocabulary"], default="all")
+    ls.add_argument("what", nargs="?", choices=["all", "backbones", "recipes", "metrics", "presets", "vocabulary"], default="all")
 
     for name, command in EXTRA_COMMANDS.items():
         p = sub.add_parser(name, help=command.help, epilog=command.example or EXAMPLES.get(name),
@@ -276,6 +279,10 @@ def run_list(what: str) -> int:
         for name, info in sorted(METRICS.items()):
             needs = f" (needs {info.weights})" if info.needs_weights else ""
             print(f"  {name:22s} {info.definition}{needs}")
+    if what in ("all", "presets"):
+        from motiontune.interop.presets import list_presets
+
+        list_presets()
     if what in ("all", "vocabulary"):
         _list_vocabularies()
     return 0
@@ -345,6 +352,11 @@ def main(argv: list[str] | None = None) -> int:
         settings = merged_settings(args)
         settings.pop("version", None)
         _check_text_options(settings)
+        if args.command in ("train", "generate") and settings.get("preset"):
+            from motiontune.interop import presets
+
+            apply = presets.apply_train_preset if args.command == "train" else presets.apply_generate_preset
+            settings = apply(settings)
         if args.command == "train":
             return run_train(settings)
         if args.command == "generate":
@@ -395,7 +407,7 @@ def _load_extra_commands() -> None:
     import importlib
 
     for module in ("motiontune.toyworld.commands", "motiontune.probe.commands", "motiontune.evaluation.commands",
-                   "motiontune.analysis.commands"):
+                   "motiontune.analysis.commands", "motiontune.interop.commands"):
         try:
             importlib.import_module(module)
         except ModuleNotFoundError as exc:

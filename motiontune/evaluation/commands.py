@@ -34,6 +34,7 @@ def _add_weights(p: argparse.ArgumentParser) -> None:
     p.add_argument("--pickscore-processor", help="PickScore's processor (default: the --pickscore folder, else laion/CLIP-ViT-H-14-laion2B-s32B-b79K)")
     p.add_argument("--i3d", help="TorchScript I3D file (i3d_torchscript.pt) for fvd")
     p.add_argument("--raft", help="TorchScript RAFT file (torchvision's RAFT, scripted; see docs/metrics.md) for raft_dynamic_degree")
+    p.add_argument("--cotracker", help="TorchScript point tracker (CoTracker, wrapped; see docs/metrics.md) for cotracker_motion_fidelity")
     p.add_argument("--metrics", help="comma list of metrics (default: all; those lacking weights are reported as skipped)")
 
 

@@ -35,6 +35,7 @@ from motiontune.evaluation.metrics import (
     top_magnitude_mean,
 )
 from motiontune.evaluation.registry import METRICS, MetricInfo, MetricValue, register_metric
+from motiontune.evaluation.tracker import PointTracker, tracker_motion_fidelity_or_reason
 
 #: The usual public weights of each model kind (documented; used only when given explicitly).
 DEFAULT_SOURCES: dict[str, str] = {
@@ -70,6 +71,8 @@ class WeightSources:
     pickscore_processor: str | None = None
     i3d: str | None = None
     raft: str | None = None
+    #: a TorchScript point tracker (CoTracker, wrapped; see :mod:`motiontune.evaluation.tracker`)
+    cotracker: str | None = None
 
     @classmethod
     def from_settings(cls, settings: dict[str, Any]) -> WeightSources:
@@ -87,6 +90,7 @@ NEEDS: dict[str, str] = {
     "pickscore": f"PickScore weights (--pickscore PATH_OR_ID, e.g. {DEFAULT_SOURCES['pickscore']})",
     "i3d": "I3D weights (--i3d FILE, the TorchScript i3d_torchscript.pt of StyleGAN-V)",
     "raft": "RAFT weights (--raft FILE, a TorchScript torchvision RAFT; see docs/metrics.md)",
+    "cotracker": "a point tracker (--cotracker FILE, a TorchScript CoTracker wrapper; see docs/metrics.md)",
 }
 
 
@@ -99,6 +103,7 @@ class LearnedMetric:
     needs_prompt: bool = False
     needs_reference_images: bool = False
     set_level: bool = False  # computed over sets of videos (FVD), not per video
+    needs_reference_video: bool = False
 
 
 LEARNED_METRICS: dict[str, LearnedMetric] = {
@@ -112,6 +117,7 @@ LEARNED_METRICS: dict[str, LearnedMetric] = {
         LearnedMetric("pickscore", "pickscore", needs_prompt=True),
         LearnedMetric("fvd", "i3d", needs_reference_images=True, set_level=True),
         LearnedMetric("raft_dynamic_degree", "raft"),
+        LearnedMetric("cotracker_motion_fidelity", "cotracker", needs_reference_video=True),
     )
 }
 
@@ -155,6 +161,12 @@ _INFOS = (
         name="raft_dynamic_degree", function=None, kind="video", value_range=(0.0, 1.0), higher_is_better=True,
         definition="VBench dynamic degree (the rule of dynamic_degree) on RAFT flow of consecutive frames: 1 dynamic, 0 not.",
         needs_weights=True, weights=NEEDS["raft"],
+    ),
+    MetricInfo(
+        name="cotracker_motion_fidelity", function=None, kind="video+reference", value_range=(-1.0, 1.0), higher_is_better=True,
+        definition="DMT motion fidelity on learned point tracks (a 55x55 grid of the first frame tracked by CoTracker): "
+                   "mean best cosine match of unit displacements, both ways.",
+        needs_weights=True, weights=NEEDS["cotracker"],
     ),
 )
 
@@ -539,6 +551,7 @@ class LearnedScorer:
                 "pickscore": self._load_pickscore,
                 "i3d": lambda: I3DFeatures.load(self.weights.i3d, device=self.device),
                 "raft": lambda: RaftFlow.load(self.weights.raft, device=self.device),
+                "cotracker": lambda: PointTracker.load(self.weights.cotracker, device=self.device),
             }
             self._models[kind] = loaders[kind]()
         return self._models[kind]
@@ -568,6 +581,7 @@ class LearnedScorer:
         video: np.ndarray,
         prompt: str | None = None,
         reference_images: np.ndarray | Sequence[np.ndarray] | None = None,
+        reference: np.ndarray | None = None,
     ) -> dict[str, MetricValue]:
         """Per-video learned metrics (set-level ones such as FVD are reported as skipped here)."""
         video = as_uint8_video(video)
@@ -595,6 +609,8 @@ class LearnedScorer:
                 results[name] = "skipped: set-level metric (computed per recipe by bench / bench-merge with --i3d)"
             elif spec.needs_prompt and not prompt:
                 results[name] = "skipped: needs a prompt"
+            elif spec.needs_reference_video and reference is None:
+                results[name] = "skipped: needs a reference video"
             elif spec.needs_reference_images and (reference_images is None or len(reference_images) == 0):
                 results[name] = "skipped: needs reference images or a reference video"
             elif name == "clip_t":
@@ -612,6 +628,9 @@ class LearnedScorer:
                 results[name] = model.logit_scale * text_alignment(frames("pickscore"), model.embed_texts([prompt])[0])
             elif name == "raft_dynamic_degree":
                 results[name] = raft_dynamic_degree(video, self.model("raft")).score
+            elif name == "cotracker_motion_fidelity":
+                score = tracker_motion_fidelity_or_reason(video, reference, self.model("cotracker"))
+                results[name] = score if not isinstance(score, str) else f"skipped: {score}"
             else:  # pragma: no cover - every registered learned metric is handled above
                 raise ConfigError(f"no scorer for {name!r}")
         return results

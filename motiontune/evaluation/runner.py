@@ -151,7 +151,8 @@ def evaluate_video(
     scorer = scorer or LearnedScorer()
     results: dict[str, MetricValue] = {}
     learned_names = [n for n in names if n in LEARNED_METRICS]
-    learned_scores = scorer.score(learned_names, video, prompt=prompt, reference_images=reference_images) if learned_names else {}
+    learned_scores = scorer.score(learned_names, video, prompt=prompt, reference_images=reference_images,
+                                  reference=reference) if learned_names else {}
     for name in names:
         info = METRICS[name]
         if name in learned_scores:

@@ -672,6 +672,9 @@ def write_defaults(cfg: ToyModelConfig, folder: str) -> None:
         "heldin_combinations": [list(c) for c in heldin_combinations(cfg)],
         "training_config": asdict(cfg),
     }, indent=1))
+    from motiontune.toyworld.model_card import write_model_card
+
+    write_model_card(folder)  # README.md: how to run the folder in diffusers' own pipeline
 
 
 def uses_swap(cfg: ToyModelConfig) -> bool:
