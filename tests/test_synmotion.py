@@ -48,6 +48,17 @@ def _spec(specs, family):
 
 
 # ---------------------------------------------------------------------- prompt roles
+def test_one_unmarked_toy_caption_is_split_by_the_toy_reader():
+    from motiontune.recipes.prompt_roles import read_roles
+
+    assert read_roles("a red circle moves in a zigzag on a black background") == ("a red circle", "moves in a zigzag")
+    assert read_roles("An orange square orbits on a gray background.") == ("An orange square", "orbits")
+    assert read_roles("a person claps in a park") is None
+    recipe = make_recipe("synmotion")
+    assert recipe.prepare_captions(["an orange square bounces on a navy background"], 1) == ["an orange square bounces on a navy background"]
+    assert (recipe.config.subject, recipe.config.motion) == ("an orange square", "bounces")
+
+
 def test_marked_templates_and_phrase_spans():
     assert parse_marked("[a fox] {claps} in a field") == ("a fox claps in a field", "a fox", "claps")
     assert parse_marked(CAPTION) == (CAPTION, None, None)
@@ -352,7 +363,7 @@ def test_bad_input_is_refused_in_one_line(tiny_model_dir, tmp_path, capsys):
         ((CAPTION, "--subject", "a red circle", "--motion", "jumps"), "motion phrase 'jumps' does not occur in the caption"),
         ((CAPTION, "--subject", "a dog", "--motion", "moves left"), "subject phrase 'a dog' does not occur"),
         ((CAPTION, "--subject", "a red circle moves", "--motion", "moves left"), "overlap"),
-        ((CAPTION,), "no motion phrase given"),
+        (("a red circle moves left over the grass",), "no motion phrase given"),  # not a caption any reader knows
         (("a red circle on a black background and a blue square on a white background then moves left", "--motion", "moves left"),
          "cut by the tokenizer"),
         (("[a red circle] {moves left}", "--set", "spv_prompts=[]"), "spv_prompts is empty"),

@@ -152,6 +152,38 @@ def roles_of(text: str, subject: str | None = None, motion: str | None = None) -
     return find_roles(clean, s if s is not None else subject, m if m is not None else motion)
 
 
+#: caption readers by name: ``caption -> (subject phrase, motion phrase)``, or None for a caption
+#: the reader does not know; "module:function" strings imported when first needed (the toy world's
+#: reader for toy-world captions). They let one unmarked caption be split without ``--motion``.
+ROLE_READERS: dict[str, Any] = {"toy": "motiontune.toyworld.plugin:caption_roles"}
+
+
+def register_role_reader(name: str, reader: Any) -> None:
+    """Add a caption reader (see :data:`ROLE_READERS`); a name given again is replaced."""
+    from motiontune.utils.targets import check_target
+
+    try:
+        check_target(reader)
+    except ValueError as exc:
+        raise ConfigError(f"caption role reader {name!r}: {exc}") from exc
+    ROLE_READERS[name] = reader
+
+
+def read_roles(caption: str) -> tuple[str, str] | None:
+    """(subject, motion) phrases of ``caption`` from the first registered reader that knows it."""
+    from motiontune.utils.targets import resolve_target
+
+    for reader in ROLE_READERS.values():
+        try:
+            fn = resolve_target(reader)
+        except ImportError:
+            continue
+        found = fn(caption)
+        if found is not None:
+            return found
+    return None
+
+
 #: words trimmed from the ends of an inferred motion phrase
 _GLUE = frozenset("a an the on in at of with to and over across through into onto by along around near under".split())
 

@@ -46,6 +46,7 @@ from motiontune.recipes.prompt_roles import (
     PromptRoles,
     find_roles,
     infer_motion,
+    read_roles,
     parse_marked,
     token_roles,
 )
@@ -274,6 +275,11 @@ class SynMotionRecipe(NamedLoraRecipe):
             motion = infer_motion([plain for plain, _, _ in parsed])
             if motion is not None:
                 log.info("synmotion: motion phrase %r (the words every caption shares; give --motion to choose another)", motion)
+            else:  # captions a registered reader knows (the toy world's)
+                read = [read_roles(plain) for plain, _, _ in parsed]
+                if all(r is not None for r in read) and len({r[1].lower() for r in read}) == 1:
+                    motion = read[0][1]
+                    log.info("synmotion: motion phrase %r (read from the caption; give --motion to choose another)", motion)
         clean, found_subjects, motions = [], [], []
         for (plain, s, m), subject in zip(parsed, subjects):
             roles = find_roles(plain, s if s is not None else subject, m if m is not None else motion)

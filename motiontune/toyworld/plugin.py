@@ -7,7 +7,9 @@ FUNCTION"`` string for ``toy`` and imports this module only when ``toy`` is aske
 - :data:`motiontune.evaluation.suites.SUITES`: :func:`load_suite` (``--suite toy``);
 - :data:`motiontune.evaluation.runner.SCORERS`: :func:`bench_scores` (``Scenario.scorers``);
 - :data:`motiontune.probe.probe.SUBJECT_MATCHERS`: :func:`subject_matcher` (the probe's
-  appearance score for toy-world captions).
+  appearance score for toy-world captions);
+- :data:`motiontune.recipes.prompt_roles.ROLE_READERS`: :func:`caption_roles` (subject and motion
+  phrases of a toy-world caption, for recipes that split captions by role).
 
 This module (and the toy world) may import the core; the core's import of it is always one of
 these lazy lookups.
@@ -40,6 +42,23 @@ def bench_scores(video: np.ndarray, prompt: str, reference: np.ndarray | None) -
     return {f"toy_{k}": float(v) for k, v in score_video(video, prompt, reference).items()}
 
 
+def caption_roles(caption: str) -> tuple[str, str] | None:
+    """(subject phrase, motion phrase) of a toy-world caption as written in it (e.g. ``("a red
+    circle", "moves in a zigzag")``), or None when ``caption`` is not a toy-world caption; for
+    :data:`motiontune.recipes.prompt_roles.ROLE_READERS`."""
+    import re
+
+    from motiontune.toyworld.world import MOTION_PHRASES, parse_caption
+
+    try:
+        fields = parse_caption(caption)
+    except MotiontuneError:
+        return None
+    words = re.sub(r"\s+", " ", caption.strip().rstrip(".")).split(" ")
+    phrase = MOTION_PHRASES[fields.motion]
+    return " ".join(words[:3]), " ".join(words[3:3 + len(phrase.split())])
+
+
 def subject_matcher(caption: str) -> Callable[[np.ndarray], float] | None:
     """For a toy-world caption, a function frames -> the fraction of the caption's subject colour
     and shape that the oracle reads in the frames (0, 0.5 or 1; NaN when no subject is found);
@@ -62,4 +81,4 @@ def subject_matcher(caption: str) -> Callable[[np.ndarray], float] | None:
     return match
 
 
-__all__ = ["bench_scores", "load_suite", "subject_matcher", "toy_model_path"]
+__all__ = ["bench_scores", "caption_roles", "load_suite", "subject_matcher", "toy_model_path"]
