@@ -3,10 +3,13 @@ of motiontune.utils.threads (``auto``) and under torch's default (``keep``), in 
 
     python benchmarks/threads_under_load.py --append-results docs/RESULTS.md
     python benchmarks/threads_under_load.py --steps 40 --runs keep-idle,auto-idle,auto-load
+    python benchmarks/threads_under_load.py --runs keep-idle,auto-idle,auto-load --repeats 3
 
 Each run is ``motiontune demo --steps STEPS`` in a fresh process (its own output folder), with
 ``MOTIONTUNE_THREADS`` set to the run's policy; a ``-load`` run starts ``python -c "while True:
-pass"`` first and stops it after. Targets: auto under load <= 1.6x auto idle, and auto idle no
+pass"`` first and stops it after. With ``--repeats R`` the list of runs is done R times over
+(interleaved, so that a drift of the machine touches every kind alike) and each kind's median is
+compared. Targets: auto under load <= 1.6x auto idle, and auto idle no
 more than 5% slower than keep idle. The load on the machine before each run (cores kept busy by
 other processes) is recorded: the figures mean something only when it is near 0.
 """
@@ -61,16 +64,34 @@ def run_demo(policy: str, loaded: bool, steps: int | None, folder: str, log) -> 
     return {"policy": policy, "loaded": loaded, "seconds": seconds, "load_before": before}
 
 
+def summarize(runs: list[dict]) -> dict[str, dict]:
+    """Runs (several per kind with repeats) -> per kind: median seconds, every time, the largest load before."""
+    import statistics
+
+    out: dict[str, dict] = {}
+    for r in runs:
+        name = f"{r['policy']}-{'load' if r['loaded'] else 'idle'}"
+        out.setdefault(name, {"times": [], "loads": []})
+        out[name]["times"].append(r["seconds"])
+        out[name]["loads"].append(r["load_before"])
+    for v in out.values():
+        v["seconds"] = statistics.median(v["times"])
+        loads = [x for x in v["loads"] if x is not None]
+        v["load_before"] = max(loads) if loads else None
+    return out
+
+
 def report(results: dict[str, dict], command: str, cores: int, steps: int | None) -> str:
     lines = [f"Command: `{command}`", "",
              f"`motiontune demo{'' if steps is None else f' --steps {steps}'}` in a fresh process per run, {cores} cores; "
              "`-load`: beside one single-threaded busy process (`python -c \"while True: pass\"`). "
              "`auto`: the thread policy (cores other processes leave free, rechecked every 3 s); "
              "`keep`: torch's default (one thread per core). Other processes' load before each run in cores.", "",
-             "| run | seconds | load before (cores) |", "|---|---|---|"]
+             "| run | seconds (median) | every run | load before (cores, largest) |", "|---|---|---|---|"]
     for name, r in results.items():
         load = "n/a" if r["load_before"] is None else f"{r['load_before']:.2f}"
-        lines.append(f"| {name} | {r['seconds']:.1f} | {load} |")
+        times = ", ".join(f"{t:.1f}" for t in r.get("times", [r["seconds"]]))
+        lines.append(f"| {name} | {r['seconds']:.1f} | {times} | {load} |")
     lines.append("")
     sec = {k: v["seconds"] for k, v in results.items()}
     if "auto-load" in sec and "auto-idle" in sec:
@@ -88,6 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--steps", type=int, default=None, help="demo training steps (default: the demo's)")
     p.add_argument("--runs", default=",".join(RUNS), help=f"comma list of {', '.join(RUNS)}")
+    p.add_argument("--repeats", type=int, default=1, help="do the list of runs this many times (medians compared)")
     p.add_argument("--output-json", default=None)
     p.add_argument("--append-results", default=None)
     p.add_argument("--section", default="## Speed under load")
@@ -97,16 +119,21 @@ def main(argv: list[str] | None = None) -> int:
     if bad or not runs:
         print(f"error: unknown run(s) {', '.join(bad) or '(none)'}; choose from {', '.join(RUNS)}", file=sys.stderr)
         return 2
+    if args.repeats < 1:
+        print(f"error: --repeats must be 1 or more, got {args.repeats}", file=sys.stderr)
+        return 2
     if args.steps is not None and args.steps < 1:
         print(f"error: --steps must be 1 or more, got {args.steps}", file=sys.stderr)
         return 2
     from motiontune.utils.threads import available_cores
 
-    results: dict[str, dict] = {}
+    done: list[dict] = []
     with tempfile.TemporaryDirectory() as tmp:
-        for k, name in enumerate(runs):
-            policy, state = name.split("-")
-            results[name] = run_demo(policy, state == "load", args.steps, os.path.join(tmp, f"run{k}"), print)
+        for rep in range(args.repeats):
+            for k, name in enumerate(runs):
+                policy, state = name.split("-")
+                done.append(run_demo(policy, state == "load", args.steps, os.path.join(tmp, f"run{rep}-{k}"), print))
+    results = summarize(done)
     body = report(results, command_line(__file__, argv), available_cores(), args.steps)
     print(body)
     if args.output_json:

@@ -110,8 +110,10 @@ def test_under_load_report_states_the_targets():
     results = {"keep-idle": {"seconds": 100.0, "load_before": 0.02}, "auto-idle": {"seconds": 103.0, "load_before": 0.01},
                "auto-load": {"seconds": 170.0, "load_before": 0.0}, "keep-load": {"seconds": 340.0, "load_before": None}}
     text = bench.report(results, "python benchmarks/threads_under_load.py", 2, None)
-    assert "| auto-load | 170.0 | 0.00 |" in text and "| keep-load | 340.0 | n/a |" in text
+    assert "| auto-load | 170.0 | 170.0 | 0.00 |" in text and "| keep-load | 340.0 | 340.0 | n/a |" in text
     assert "auto under load / auto idle: **1.65x** (target <= 1.6x: NOT met)" in text
     assert "auto idle / keep idle: **1.03x** (target <= 1.05x: met)" in text
     assert "keep under load / keep idle: 3.40x" in text
-    assert bench.main(["--runs", "auto-idle,fast"]) == 2 and bench.main(["--steps", "0"]) == 2
+    assert bench.main(["--runs", "auto-idle,fast"]) == 2 and bench.main(["--steps", "0"]) == 2 and bench.main(["--repeats", "0"]) == 2
+    runs = [{"policy": "auto", "loaded": False, "seconds": s, "load_before": l} for s, l in ((80.0, 0.0), (70.0, 0.2), (75.0, None))]
+    assert bench.summarize(runs) == {"auto-idle": {"times": [80.0, 70.0, 75.0], "loads": [0.0, 0.2, None], "seconds": 75.0, "load_before": 0.2}}
