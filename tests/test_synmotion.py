@@ -422,3 +422,18 @@ def test_fewshot_motion_accuracy_is_measured_by_the_oracle():
     assert motion_accuracy(clip, caption(s.references[0])) == 1.0  # a rendered reference shows its motion
     other = caption(s.references[0]).replace("orbits", "moves left")
     assert motion_accuracy(clip, other) == 0.0
+
+
+def test_spv_cost_script_on_a_tiny_toy_model(tiny_toy, tmp_path, monkeypatch):
+    from test_toy_benchmarks import load_script
+
+    monkeypatch.setenv("MOTIONTUNE_TOY_MODEL", tiny_toy)
+    script = load_script("spv_cost")
+    out, doc = tmp_path / "spv.json", tmp_path / "RESULTS.md"
+    assert script.main(["--backbone", tiny_toy, "--clips", "2", "--steps", "2", "--output-json", str(out),
+                        "--append-results", str(doc)]) == 0
+    data = json.loads(out.read_text())
+    assert data["clips"] == 2 and data["steps"] == 2 and data["seconds_per_clip"] > 0
+    assert data["estimated_seconds_default_list"] == pytest.approx(data["seconds_per_clip"] * data["default_list"])
+    assert "s per clip" in doc.read_text()
+    assert script.main(["--clips", "-1"]) == 2

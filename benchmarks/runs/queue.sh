@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The toy-suite runs of the method issues, in the order they are wanted (every recipe's seed 0 first),
+# The toy-suite runs of the method issues, in the order they are wanted (central claims first, seed by seed),
 # as one worker of N: `bash benchmarks/runs/queue.sh I N [OUT]` (I = 0..N-1; run N of them side by
 # side, one torch thread each). Cells land in OUT (default /work/scratch: videos and adapters
 # included); finished cells are skipped, so the queue goes on from where it stopped. Copy the JSON
@@ -18,17 +18,25 @@ fi
 i=$1; n=$2; out=${3:-/work/scratch}
 export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 TQDM_DISABLE=1
 suite() { python benchmarks/toy_suite.py --train-steps 400 --shard "$i/$n" "$@" || echo "queue: failed: $*" >&2; }
-JOINT="none,lora,motiondirector,jointtuner,jointtuner@gate=none,jointtuner@ait=false"
-DUAL="dualreal,dualreal@groups=2,dualreal@groups=3,dualreal@blocks_per_group=1,dualreal@controller=false,dualreal@alternation=nomask"
+BASE="none,lora,motiondirector"
+JOINT="$BASE,jointtuner,dualreal"
+FEW="$BASE,synmotion"
 FYM="follow_your_motion@sparse_stride=3"
-FYM_ABL="$FYM@motion_loss=none,follow_your_motion@sparse_stride=1,$FYM@adaptive_rope=false,$FYM@head_split=none"
-ONESHOT="none,lora,timestep,motiondirector,jointtuner,dualreal,$FYM,synmotion"
+JOINT_ABL="jointtuner@gate=none,jointtuner@ait=false,dualreal@groups=2,dualreal@groups=3,dualreal@blocks_per_group=1,dualreal@controller=false,dualreal@alternation=nomask"
 SYN_ABL="synmotion@motion_residue=false@subject_residue=false@refiner=false@sample_alpha=1.0,synmotion@subject_residue=false@refiner=false@sample_alpha=1.0,synmotion@refiner=false@sample_alpha=1.0,synmotion@sample_alpha=1.0"
-FEW="none,lora,motiondirector,jointtuner,dualreal,$FYM,synmotion"
+FYM_ABL="$FYM@motion_loss=none,follow_your_motion@sparse_stride=1,$FYM@adaptive_rope=false,$FYM@head_split=none"
+# first the rows of each paper's central claim (seed 0, then 1, then 2), then the ablations and the
+# remaining method x scenario rows
+for seed in 0 1 2; do
+  suite --suite toy --recipes "none,lora,timestep,motiondirector" --seed "$seed" --output "$out/toy-suite-e1/seed$seed"
+done
 for seed in 0 1 2; do
   suite --suite toy:joint --recipes "$JOINT" --seed "$seed" --output "$out/toy-joint-e1/seed$seed"
-  suite --suite toy:joint --recipes "$DUAL" --seed "$seed" --output "$out/toy-joint-e1/seed$seed"
-  suite --suite toy --recipes "$ONESHOT" --seed "$seed" --output "$out/toy-suite-e1/seed$seed"
-  suite --suite toy:fewshot --recipes "$FEW,$SYN_ABL" --seed "$seed" --output "$out/toy-fewshot-e1/seed$seed"
-  suite --suite toy --recipes "$FYM_ABL" --seed "$seed" --output "$out/toy-suite-e1/seed$seed"
+  suite --suite toy:fewshot --recipes "$FEW" --seed "$seed" --output "$out/toy-fewshot-e1/seed$seed"
+  suite --suite toy --recipes "$FYM" --seed "$seed" --output "$out/toy-suite-e1/seed$seed"
+done
+for seed in 0 1 2; do
+  suite --suite toy:joint --recipes "$JOINT_ABL" --seed "$seed" --output "$out/toy-joint-e1/seed$seed"
+  suite --suite toy:fewshot --recipes "$SYN_ABL,jointtuner,dualreal,$FYM" --seed "$seed" --output "$out/toy-fewshot-e1/seed$seed"
+  suite --suite toy --recipes "jointtuner,dualreal,synmotion,$FYM_ABL" --seed "$seed" --output "$out/toy-suite-e1/seed$seed"
 done
