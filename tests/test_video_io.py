@@ -263,6 +263,31 @@ def test_atomic_writes_leave_no_temp_files(tmp_path: Path, clip: np.ndarray) -> 
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.mp4", "b.gif", "c.jpg"]
 
 
+def test_atomic_writes_get_the_modes_of_plain_writes(tmp_path: Path, clip: np.ndarray) -> None:
+    import os
+    import stat
+
+    from motiontune.utils.files import atomic_directory, atomic_write_text
+
+    mask = os.umask(0o022)
+    try:
+        atomic_write_text(str(tmp_path / "a.json"), "{}")
+        write_video(clip, tmp_path / "b.gif")
+        with atomic_directory(str(tmp_path / "folder")) as tmp:
+            (Path(tmp) / "x.txt").write_text("x")
+    finally:
+        os.umask(mask)
+    assert stat.S_IMODE((tmp_path / "a.json").stat().st_mode) == 0o644
+    assert stat.S_IMODE((tmp_path / "b.gif").stat().st_mode) == 0o644
+    assert stat.S_IMODE((tmp_path / "folder").stat().st_mode) == 0o755
+    mask = os.umask(0o027)
+    try:
+        atomic_write_text(str(tmp_path / "c.json"), "{}")
+    finally:
+        os.umask(mask)
+    assert stat.S_IMODE((tmp_path / "c.json").stat().st_mode) == 0o640
+
+
 def test_crash_during_write_keeps_old_file_and_no_temp(
     tmp_path: Path, clip: np.ndarray, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -15,9 +15,27 @@ from safetensors.torch import load_file, save_file
 from motiontune.errors import InputError
 
 
+def _umask() -> int:
+    """The process umask, read without changing it where the OS tells it (Linux), else set and restored."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def _tmp_in(folder: str, suffix: str) -> str:
+    """A fresh temporary file in ``folder`` with the mode a plain ``open`` would give (mkstemp's is 0600)."""
     fd, path = tempfile.mkstemp(prefix=".tmp-", suffix=suffix, dir=folder or ".")
-    os.close(fd)
+    try:
+        os.fchmod(fd, 0o666 & ~_umask())
+    finally:
+        os.close(fd)
     return path
 
 
@@ -113,6 +131,7 @@ def atomic_directory(path: str) -> Iterator[str]:
     parent = os.path.dirname(path)
     os.makedirs(parent, exist_ok=True)
     tmp = tempfile.mkdtemp(prefix=f".tmp-{os.path.basename(path)}-", dir=parent)
+    os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp's is 0700; the folder gets what os.makedirs would give it
     try:
         yield tmp
     except BaseException:
