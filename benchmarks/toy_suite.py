@@ -250,6 +250,79 @@ def table_lines(rows: list[Row]) -> list[str]:
     return lines
 
 
+@dataclass
+class Comparison:
+    """``a`` minus ``b`` over the (scenario, seed) cells both have, per metric (paired)."""
+
+    a: str
+    b: str
+    group: str
+    cells: int
+    columns: dict[str, Estimate] = field(default_factory=dict)
+
+
+def parse_compare(text: str | None) -> list[tuple[str, str]]:
+    """``A:B[,C:D...]`` -> [(A, B), ...]; ConfigError naming a malformed pair."""
+    pairs = []
+    for item in (text or "").split(","):
+        item = item.strip()
+        if not item:
+            continue
+        a, sep, b = item.partition(":")
+        if not sep or not a.strip() or not b.strip() or a.strip() == b.strip():
+            raise ConfigError(f"--compare {item!r}: expected RECIPE_A:RECIPE_B (two different recipes), e.g. motiondirector:lora")
+        pairs.append((a.strip(), b.strip()))
+    return pairs
+
+
+def compare(runs: list[SeedRun], pairs: list[tuple[str, str]]) -> list[Comparison]:
+    """Paired differences: for each pair and scenario group, ``a - b`` on every (seed, scenario)
+    cell that both recipes finished, with the mean's 95% t-interval. ConfigError for a recipe that
+    no folder holds."""
+    present = {r["recipe"] for run in runs for r in run.results}
+    missing = sorted({x for pair in pairs for x in pair} - present)
+    if missing:
+        raise ConfigError(f"--compare: no finished cells of {', '.join(missing)} in the folders")
+    out = []
+    for a, b in pairs:
+        cells: dict[str, dict[tuple[int, str], dict]] = {a: {}, b: {}}
+        for run in runs:
+            for r in run.results:
+                if r["recipe"] in cells:
+                    cells[r["recipe"]][(run.seed, r["scenario"])] = r
+        both = sorted(set(cells[a]) & set(cells[b]))
+        groups = list(dict.fromkeys(cells[a][k].get("group", "") for k in both))
+        order = [g for g in GROUP_ORDER if g in groups] + [g for g in groups if g not in GROUP_ORDER]
+        for group in order:
+            keys = [k for k in both if cells[a][k].get("group", "") == group]
+            comp = Comparison(a, b, group, len(keys))
+            for key, _ in COLUMNS:
+                diffs = []
+                for k in keys:
+                    va, vb = cells[a][k].get("metrics", {}).get(key), cells[b][k].get("metrics", {}).get(key)
+                    if finite(va) and finite(vb):
+                        diffs.append(float(va) - float(vb))
+                comp.columns[key] = mean_interval(diffs)
+            out.append(comp)
+    return out
+
+
+def comparison_lines(comparisons: list[Comparison]) -> list[str]:
+    """The paired table: mean difference [95% interval]; ``+``/``-`` marks an interval that excludes 0."""
+    lines = ["| a - b | group | paired cells | " + " | ".join(c for _, c in COLUMNS) + " |",
+             "|---|---|---|" + "---|" * len(COLUMNS)]
+    for c in comparisons:
+        vals = []
+        for key, _ in COLUMNS:
+            est = c.columns[key]
+            text = est.text(c.cells)
+            if est.n >= 2 and (est.low > 0 or est.high < 0):
+                text = f"**{text}**"
+            vals.append(text)
+        lines.append(f"| {c.a} - {c.b} | {c.group or '(no group)'} | {c.cells} | " + " | ".join(vals) + " |")
+    return lines
+
+
 def _cell_dates(runs: list[SeedRun]) -> tuple[str, str] | None:
     stamps = []
     for run in runs:
@@ -262,7 +335,18 @@ def _cell_dates(runs: list[SeedRun]) -> tuple[str, str] | None:
     return time.strftime("%Y-%m-%d", time.localtime(min(stamps))), time.strftime("%Y-%m-%d", time.localtime(max(stamps)))
 
 
-def report(rows: list[Row], runs: list[SeedRun], command: str, ran_seconds: float | None) -> str:
+GROUP_CAPTIONS = {
+    "joint": ("Joint scenarios: 2 still images of a subject in a held-out colour (on two backgrounds) and one clip of a "
+              "held-out motion performed by another subject on a third background; 2 targets ask for the image subject "
+              "doing the clip's motion on the two remaining backgrounds; leakage counts the clip subject's colour and "
+              "shape and the clip's background."),
+    "fewshot": ("Few-shot scenarios: 3 clips of one held-out motion, each with its own subject and background; 3 targets "
+                "ask for that motion with a colour, a shape and a background no reference has."),
+}
+
+
+def report(rows: list[Row], runs: list[SeedRun], command: str, ran_seconds: float | None,
+           comparisons: list[Comparison] | None = None) -> str:
     """The section body: the caption (what each column is, the command, date, machine, steps) and the table."""
     settings = (runs[0].manifest.get("settings") or {}) if runs else {}
     train_steps = settings.get("train_steps")
@@ -301,12 +385,20 @@ def report(rows: list[Row], runs: list[SeedRun], command: str, ran_seconds: floa
         "with the asked background. Motion accuracy: share of videos where the asked motion is the one of the "
         "vocabulary that best fits the subject's trajectory. `none` is the base model without tuning."
     )
+    extra = [GROUP_CAPTIONS[g] for g in dict.fromkeys(r.group for r in rows) if g in GROUP_CAPTIONS and any(
+        x.group == g and x.cells for x in rows)]
+    if extra:
+        caption += " " + " ".join(extra)
+    paired = ""
+    if comparisons:
+        paired = ("\n\nPaired differences (a - b over the (scenario, seed) cells both recipes finished; mean [95% "
+                  "t-interval]; in bold where the interval excludes 0):\n\n" + "\n".join(comparison_lines(comparisons)))
     short = [r for r in rows if not r.complete]
     note = ""
     if short:
         listed = ", ".join(f"{r.recipe} / {r.group} ({r.cells} of {r.expected})" for r in short)
         note = f"\n\n**Unequal samples:** not every row has all its cells: {listed}."
-    return head + "\n\n" + "\n".join(table_lines(rows)) + "\n\n" + caption + note
+    return head + "\n\n" + "\n".join(table_lines(rows)) + "\n\n" + caption + note + paired
 
 
 # ------------------------------------------------------------------------------------------
@@ -379,6 +471,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--table-only", action="store_true", help="run nothing: write the table from existing folders")
     p.add_argument("--from", dest="sources", action="append", default=[], metavar="DIR",
                    help="with --table-only: one seed's output folder (repeatable)")
+    p.add_argument("--compare", default=None, metavar="A:B,...",
+                   help="also a table of paired differences A - B per scenario group, e.g. motiondirector:lora")
     p.add_argument("--append-results", default=None)
     p.add_argument("--section", default="## Toy suite")
     return p
@@ -390,6 +484,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.seed is not None and args.seeds is not None:
             raise ConfigError("give --seed or --seeds, not both")
         seeds = parse_seeds(args.seeds) if args.seeds is not None else [args.seed or 0]
+        pairs = parse_compare(args.compare)
         if args.sources and not args.table_only:
             raise ConfigError("--from reads existing folders and runs nothing; add --table-only")
         if args.table_only:
@@ -440,7 +535,12 @@ def main(argv: list[str] | None = None) -> int:
     rows = summarize(runs, recipes if args.table_only and recipes else None)
     for row in rows:
         print(json.dumps(row.to_dict()))
-    body = report(rows, runs, command_line(__file__, argv), None if args.table_only else time.time() - t0)
+    try:
+        comparisons = compare(runs, pairs) if pairs else None
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    body = report(rows, runs, command_line(__file__, argv), None if args.table_only else time.time() - t0, comparisons)
     print(body)
     if args.append_results:
         replace_section(args.append_results, args.section, body)

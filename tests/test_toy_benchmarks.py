@@ -506,6 +506,39 @@ def test_toy_suite_table_says_when_a_row_has_fewer_cells(tmp_path, results_doc):
     assert table_row(section, "lora", "motion")[2] == "2 x 1 (2 of 4 cells)"
 
 
+def test_toy_suite_paired_comparison(tmp_path, results_doc, capsys):
+    suite = load_script("toy_suite")
+    s0, s1 = tmp_path / "s0", tmp_path / "s1"
+    write_fake_run(s0, 0, fake_cells(0))
+    # seed 1: lora has not reached zigzag: only three motion cells are paired
+    write_fake_run(s1, 1, fake_cells(1, drop=[("motion-zigzag-0", "lora")]))
+    assert suite.main(["--table-only", "--from", str(s0), "--from", str(s1), "--compare", "lora:none",
+                       "--append-results", str(results_doc)]) == 0
+    section = results_doc.read_text()[results_doc.read_text().index("## Toy suite"):]
+    assert "Paired differences" in section
+    row = table_row(section, "lora - none", "motion")
+    assert row[2] == "3"
+    # motion fidelity: (0.2 - 0.0), (0.4 - NaN: left out), (0.3 - 0.1) -> 2 differences
+    mean, low, high = hand_interval([0.2, 0.2], T975_DF1)
+    assert row[3] == "**0.200 [0.200, 0.200] (n=2)**"  # bold: the interval excludes 0
+    # subject accuracy: 1-1, 1-0, 1-1 -> 0, 1, 0
+    mean, low, high = hand_interval([0.0, 1.0, 0.0], T975_DF2)
+    assert parse_estimate(row[4]) == pytest.approx((mean, low, high), abs=1.5e-3)  # not bold: the interval holds 0
+    comps = suite.compare(suite.read_folders([str(s0), str(s1)]), [("lora", "none")])
+    fid = next(c for c in comps if c.group == "motion").columns["toy_motion_fidelity"]
+    assert (fid.mean, fid.n) == pytest.approx((0.2, 2))
+    appearance = table_row(section, "lora - none", "appearance")
+    assert appearance[2] == "2" and appearance[3] == "—"
+    # bad pairs and unknown recipes: one line, exit 2, nothing written
+    before = results_doc.read_text()
+    for bad, word in (("lora", "RECIPE_A:RECIPE_B"), ("lora:lora", "two different"), ("lora:dualreal", "dualreal")):
+        capsys.readouterr()
+        assert suite.main(["--table-only", "--from", str(s0), "--compare", bad, "--append-results", str(results_doc)]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("error: ") and word in err and "\n" not in err
+    assert results_doc.read_text() == before
+
+
 def test_toy_suite_refuses_bad_input_before_any_work(tmp_path, results_doc, monkeypatch, capsys):
     suite = load_script("toy_suite")
     monkeypatch.setattr(suite, "run_bench", lambda *a, **k: pytest.fail("ran despite bad input"))
