@@ -212,6 +212,11 @@ def train(
     for path in [*_as_list(videos), *_as_list(images)]:
         if isinstance(path, (str, os.PathLike)) and not os.path.exists(path):
             raise InputError(f"{path}: no such file or folder")
+    _broadcast(captions, len(_as_list(videos)), "captions", "videos")
+    if _as_list(images) and not _as_list(image_captions):
+        raise ConfigError(f"{len(_as_list(images))} reference image(s) without a caption: give --image-caption "
+                          "(one for all images, or one per image)")
+    _broadcast(image_captions, len(_as_list(images)), "image captions", "images")
     check_output_folder(output_dir)
     spec = spec or load_backbone(backbone, family=family, device=resolve_device(device), dtype=resolve_dtype(dtype))
     if spec.default_learning_rate is not None and "learning_rate" not in train_settings \

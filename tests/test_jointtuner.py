@@ -391,7 +391,7 @@ def test_cli_train_then_generate(backbone, tiny_model_dir, tmp_path):
     assert recipe.name == "jointtuner" and recipe.adapters.is_gated("glora")
 
 
-def test_bad_input_is_refused_in_one_line(tiny_model_dir, tmp_path, capsys):
+def test_bad_input_is_refused_in_one_line(tiny_model_dir, tmp_path, capsys, monkeypatch):
     model = tiny_model_dir("wan")
     size = _media(load_backbone(model), str(tmp_path))
     base = ["train", "--backbone", model, "--recipe", "jointtuner", "--video", str(tmp_path / "ref.mp4"),
@@ -402,6 +402,21 @@ def test_bad_input_is_refused_in_one_line(tiny_model_dir, tmp_path, capsys):
     assert not (tmp_path / "x").exists()
     assert main([*base, "--set", "scale_mode=peft", "--output", str(tmp_path / "x")]) == 2
     assert "unknown scale_mode" in capsys.readouterr().err
+    # reference images without a caption: refused before the model loads; an unreadable image: one line
+    write_image(torch.rand(3, 16, 16) * 2 - 1, str(tmp_path / "a.png"))
+    (tmp_path / "bad.png").write_bytes(b"not an image")
+    import motiontune.api as api
+
+    with monkeypatch.context() as m:
+        m.setattr(api, "load_backbone", lambda *a, **k: pytest.fail("the model must not load for a caption-less image"))
+        assert main([*base, "--image", str(tmp_path / "a.png"), "--output", str(tmp_path / "x")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "without a caption: give --image-caption" in err
+    assert main([*base, "--image", str(tmp_path / "bad.png"), "--image-caption", "a red circle",
+                 "--output", str(tmp_path / "x")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "bad.png: cannot decode image" in err
+    assert not (tmp_path / "x").exists()
     # a folder without the gated adapter is refused by name
     good = tmp_path / "good"
     assert main([*base, "--output", str(good)]) == 0
