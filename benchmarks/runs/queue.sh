@@ -3,9 +3,19 @@
 # as one worker of N: `bash benchmarks/runs/queue.sh I N [OUT]` (I = 0..N-1; run N of them side by
 # side, one torch thread each). Cells land in OUT (default /work/scratch: videos and adapters
 # included); finished cells are skipped, so the queue goes on from where it stopped. Copy the JSON
-# here with `bash benchmarks/runs/queue.sh sync OUT`.
+# here with `bash benchmarks/runs/queue.sh sync OUT`; on a new machine, `bash benchmarks/runs/queue.sh restore OUT`
+# first puts the JSON kept here back into OUT.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+if [ "${1:-}" = "restore" ]; then
+  # on a new machine: the finished cells' JSON back into OUT, so that the queue skips them
+  out=${2:-/work/scratch}
+  for run in toy-joint-e1 toy-suite-e1 toy-fewshot-e1; do
+    [ -d "benchmarks/runs/$run" ] || continue
+    mkdir -p "$out/$run" && cp -rn "benchmarks/runs/$run/." "$out/$run/"
+  done
+  exit 0
+fi
 if [ "${1:-}" = "sync" ]; then
   out=${2:-/work/scratch}
   for run in toy-joint-e1 toy-suite-e1 toy-fewshot-e1; do
