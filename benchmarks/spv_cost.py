@@ -31,8 +31,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--append-results", default=None)
     p.add_argument("--section", default="## SynMotion: cost of the subject-prior bank")
     args = p.parse_args(argv)
-    if args.clips < 0 or (args.steps is not None and args.steps < 1):
-        print("error: --clips must be 0 or more and --steps 1 or more", file=sys.stderr)
+    if args.clips < 0 or (args.steps is not None and args.steps < 1) or (args.threads is not None and args.threads < 1):
+        print("error: --clips must be 0 or more, --steps and --threads 1 or more", file=sys.stderr)
         return 2
     import torch
 
@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     from motiontune.data.spv import SPVSettings, build_bank, default_prompts
     from motiontune.recipes.prompt_roles import parse_marked
 
-    if args.threads:
+    if args.threads is not None:
         torch.set_num_threads(args.threads)
     spec = load_backbone(args.backbone)
     prompts = [parse_marked(t)[0] for t in default_prompts(spec)]

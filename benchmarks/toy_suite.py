@@ -308,7 +308,7 @@ def compare(runs: list[SeedRun], pairs: list[tuple[str, str]]) -> list[Compariso
 
 
 def comparison_lines(comparisons: list[Comparison]) -> list[str]:
-    """The paired table: mean difference [95% interval]; ``+``/``-`` marks an interval that excludes 0."""
+    """The paired table: mean difference [95% interval], in bold where the interval excludes 0."""
     lines = ["| a - b | group | paired cells | " + " | ".join(c for _, c in COLUMNS) + " |",
              "|---|---|---|" + "---|" * len(COLUMNS)]
     for c in comparisons:
@@ -508,6 +508,9 @@ def main(argv: list[str] | None = None) -> int:
             from motiontune.evaluation.runner import check_recipes, parse_shard, split_recipe
 
             recipes = check_recipes(recipes)
+            absent = sorted({x for pair in pairs for x in pair} - set(recipes))
+            if absent:
+                raise ConfigError(f"--compare names recipe(s) not in --recipes: {', '.join(absent)}")
             shard = parse_shard(args.shard)
             settings = parse_settings(args.set)
             unknown = sorted(set(settings) - {"*", *(split_recipe(r)[0] for r in recipes)})

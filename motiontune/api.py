@@ -150,9 +150,13 @@ def _name(x: Any) -> str:
 
 
 def _broadcast(values: Any, n: int, what: str, of: str) -> list[str]:
+    """One caption per item: a single caption is repeated; none, or a count other than 1 or ``n``, is a ConfigError."""
     values = _as_list(values)
     if n == 0:
         return []
+    if not values:
+        option = "--image-caption" if of == "images" else "--caption"
+        raise ConfigError(f"{n} reference {of} without a caption: give {option} (one for all {of}, or one per item)")
     if len(values) == 1:
         return values * n
     if len(values) != n:
@@ -212,10 +216,7 @@ def train(
     for path in [*_as_list(videos), *_as_list(images)]:
         if isinstance(path, (str, os.PathLike)) and not os.path.exists(path):
             raise InputError(f"{path}: no such file or folder")
-    _broadcast(captions, len(_as_list(videos)), "captions", "videos")
-    if _as_list(images) and not _as_list(image_captions):
-        raise ConfigError(f"{len(_as_list(images))} reference image(s) without a caption: give --image-caption "
-                          "(one for all images, or one per image)")
+    _broadcast(captions, len(_as_list(videos)), "captions", "videos")  # caption counts: before the model loads
     _broadcast(image_captions, len(_as_list(images)), "image captions", "images")
     check_output_folder(output_dir)
     spec = spec or load_backbone(backbone, family=family, device=resolve_device(device), dtype=resolve_dtype(dtype))

@@ -437,3 +437,4 @@ def test_spv_cost_script_on_a_tiny_toy_model(tiny_toy, tmp_path, monkeypatch):
     assert data["estimated_seconds_default_list"] == pytest.approx(data["seconds_per_clip"] * data["default_list"])
     assert "s per clip" in doc.read_text()
     assert script.main(["--clips", "-1"]) == 2
+    assert script.main(["--threads", "0"]) == 2

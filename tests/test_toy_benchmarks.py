@@ -561,6 +561,8 @@ def test_toy_suite_refuses_bad_input_before_any_work(tmp_path, results_doc, monk
         (["--table-only", "--from", str(s0), "--train-steps", "3"], "--train-steps"),
         (["--recipes", "none,nosuch", "--output", str(tmp_path / "run")], "nosuch"),
         (["--set", "lora", "--output", str(tmp_path / "run")], "RECIPE.KEY=VALUE"),
+        (["--recipes", "none,lora", "--compare", "lora:timestep", "--output", str(tmp_path / "run")], "not in --recipes: timestep"),
+        (["--compare", "lora", "--output", str(tmp_path / "run")], "RECIPE_A:RECIPE_B"),
         # a folder of another run (train steps 5) refused before seed 0 starts
         (["--seeds", "0,1", "--recipes", "none", "--train-steps", "3", "--output", str(tmp_path / "reuse")], "other settings"),
     ]
