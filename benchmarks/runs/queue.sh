@@ -32,7 +32,6 @@ BASE="none,lora,motiondirector"
 JOINT="$BASE,jointtuner,dualreal"
 FEW="$BASE,synmotion"
 FYM="follow_your_motion@sparse_stride=3"
-JOINT_ABL="jointtuner@gate=none,jointtuner@ait=false,dualreal@groups=2,dualreal@groups=3,dualreal@blocks_per_group=1,dualreal@controller=false,dualreal@alternation=nomask"
 SYN_ABL="synmotion@motion_residue=false@subject_residue=false@refiner=false@sample_alpha=1.0,synmotion@subject_residue=false@refiner=false@sample_alpha=1.0,synmotion@refiner=false@sample_alpha=1.0,synmotion@sample_alpha=1.0"
 FYM_ABL="$FYM@motion_loss=none,follow_your_motion@sparse_stride=1,$FYM@adaptive_rope=false,$FYM@head_split=none"
 # first the rows of each paper's central claim (seed 0, then 1, then 2), then the ablations and the
@@ -45,8 +44,31 @@ for seed in 0 1 2; do
   suite --suite toy:fewshot --recipes "$FEW" --seed "$seed" --output "$out/toy-fewshot-e1/seed$seed"
   suite --suite toy --recipes "$FYM" --seed "$seed" --output "$out/toy-suite-e1/seed$seed"
 done
+# then each method issue's remaining rows, one issue at a time (all three seeds), the cheapest first:
+# JointTuner, DualReal, Follow-Your-Motion, SynMotion
+JT_ABL="jointtuner@gate=none,jointtuner@ait=false"
+DR_ABL="dualreal@groups=2,dualreal@groups=3,dualreal@blocks_per_group=1,dualreal@controller=false,dualreal@alternation=nomask"
 for seed in 0 1 2; do
-  suite --suite toy:joint --recipes "$JOINT_ABL" --seed "$seed" --output "$out/toy-joint-e1/seed$seed"
-  suite --suite toy:fewshot --recipes "$SYN_ABL,jointtuner,dualreal,$FYM" --seed "$seed" --output "$out/toy-fewshot-e1/seed$seed"
-  suite --suite toy --recipes "jointtuner,dualreal,synmotion,$FYM_ABL" --seed "$seed" --output "$out/toy-suite-e1/seed$seed"
+  suite --suite toy:joint --recipes "$JT_ABL" --seed "$seed" --output "$out/toy-joint-e1/seed$seed"
+done
+for seed in 0 1 2; do
+  suite --suite toy --recipes "jointtuner" --seed "$seed" --output "$out/toy-suite-e1/seed$seed"
+done
+for seed in 0 1 2; do
+  suite --suite toy:joint --recipes "$DR_ABL" --seed "$seed" --output "$out/toy-joint-e1/seed$seed"
+done
+for seed in 0 1 2; do
+  suite --suite toy --recipes "dualreal" --seed "$seed" --output "$out/toy-suite-e1/seed$seed"
+done
+for seed in 0 1 2; do
+  suite --suite toy --recipes "$FYM_ABL" --seed "$seed" --output "$out/toy-suite-e1/seed$seed"
+done
+for seed in 0 1 2; do
+  suite --suite toy:fewshot --recipes "$SYN_ABL" --seed "$seed" --output "$out/toy-fewshot-e1/seed$seed"
+done
+for seed in 0 1 2; do
+  suite --suite toy --recipes "synmotion" --seed "$seed" --output "$out/toy-suite-e1/seed$seed"
+done
+for seed in 0 1 2; do
+  suite --suite toy:fewshot --recipes "jointtuner,dualreal,$FYM" --seed "$seed" --output "$out/toy-fewshot-e1/seed$seed"
 done
