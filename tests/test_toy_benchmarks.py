@@ -603,3 +603,32 @@ def test_toy_suite_seeds_on_tiny_toy(tiny_toy, tmp_path, monkeypatch, results_do
     assert suite.main(["--table-only", "--seeds", "0,1", "--output", str(out), "--append-results", str(results_doc)]) == 0
     section = results_doc.read_text()[results_doc.read_text().index("## Toy suite"):]
     assert table_row(section, "none", "motion")[:8] == first[:8]
+
+
+def test_adapter_effect_script_measures_the_difference_to_the_base_model(tiny_toy, tmp_path, monkeypatch, results_doc):
+    monkeypatch.setenv("MOTIONTUNE_TOY_MODEL", tiny_toy)
+    suite, effect = load_script("toy_suite"), load_script("adapter_effect")
+    out = tmp_path / "suite"
+    assert suite.main(["--recipes", "lora", "--train-steps", "2", "--steps", "2", "--limit", "1",
+                       "--output", str(out)]) == 0
+    cells = out / "cells"
+    # bad input is refused before any model loads
+    assert effect.main(["--cells", str(cells), "--recipes", "lora", "--per-recipe", "0"]) == 2
+    assert effect.main(["--cells", str(tmp_path / "nowhere"), "--recipes", "lora"]) == 2
+    assert effect.main(["--cells", str(cells), "--recipes", "dualreal"]) == 2
+    js = tmp_path / "effect.json"
+    assert effect.main(["--cells", str(cells), "--recipes", "lora", "--per-recipe", "1", "--output-json", str(js),
+                        "--append-results", str(results_doc)]) == 0
+    data = json.loads(js.read_text())
+    (measured,) = data["rows"]["lora"]
+    # the same figure computed here: the cell's first prompt with the adapter at scale 1 and at scale 0
+    from motiontune.api import generate, load
+
+    cell = next(cells.iterdir()) / "lora"
+    prompt = json.loads((cell / "result.json").read_text())["videos"][0]["prompt"]
+    spec, rec, _ = load(None, str(cell / "adapter"))
+    on = generate(prompt, spec=spec, recipe=rec, adapter_scale=1.0, seed=0, progress=False).videos
+    off = generate(prompt, spec=spec, recipe=rec, adapter_scale=0.0, seed=0, progress=False).videos
+    assert measured == pytest.approx(float((on - off).abs().mean() / 2), rel=1e-5)
+    assert measured > 0
+    assert "| `lora` at scale 1 | 1 |" in results_doc.read_text()
