@@ -47,7 +47,7 @@ done
 # then each method issue's remaining rows, one issue at a time (all three seeds), the cheapest first:
 # JointTuner, DualReal, Follow-Your-Motion, SynMotion
 JT_ABL="jointtuner@gate=none,jointtuner@ait=false"
-DR_ABL="dualreal@groups=2,dualreal@groups=3,dualreal@blocks_per_group=1,dualreal@controller=false,dualreal@alternation=nomask"
+DR_ABL="dualreal@groups=2,dualreal@groups=3,dualreal@blocks_per_group=1,dualreal@controller=false,dualreal@alternation=nomask,dualreal@alternation=gradmask"
 for seed in 0 1 2; do
   suite --suite toy:joint --recipes "$JT_ABL" --seed "$seed" --output "$out/toy-joint-e1/seed$seed"
 done
