@@ -57,11 +57,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     base: dict[tuple[str, int], torch.Tensor] = {}
-    spec = None
     rows: dict[str, list[float]] = {r: [] for r in recipes}
     seeds_gap: list[float] = []
     for recipe, scenario, cell in plan:
-        prompt = json.load(open(os.path.join(cell, "result.json"), encoding="utf-8"))["videos"][0]["prompt"]
+        with open(os.path.join(cell, "result.json"), encoding="utf-8") as fh:
+            prompt = json.load(fh)["videos"][0]["prompt"]
         spec, rec, _ = load(None, os.path.join(cell, "adapter"))
         on = generate(prompt, spec=spec, recipe=rec, adapter_scale=1.0, seed=0, progress=False).videos
         if (prompt, 0) not in base:
