@@ -1,7 +1,7 @@
 """How much a trained adapter changes what the model makes: the same prompt and seed with the adapter
 at its scale and at scale 0 (the base model), as the mean absolute pixel difference.
 
-    python benchmarks/adapter_effect.py --cells /work/scratch/toy-joint-e1/seed0/cells \\
+    python benchmarks/adapter_effect.py --cells RUN/seed0/cells \\
         --recipes lora,jointtuner,dualreal --per-recipe 3 --append-results docs/RESULTS.md
 
 ``--cells`` is a toy-suite ``cells`` folder (SCENARIO/RECIPE/ with ``adapter/`` and ``result.json``).
@@ -32,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--output-json", default=None)
     p.add_argument("--append-results", default=None)
-    p.add_argument("--section", default="## How much the trained adapters change the output (toy)")
+    p.add_argument("--section", default="## How far the trained adapters move the output (toy, joint scenarios)")
     args = p.parse_args(argv)
     if args.per_recipe < 1 or (args.threads is not None and args.threads < 1):
         print("error: --per-recipe and --threads must be 1 or more", file=sys.stderr)
@@ -41,6 +41,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: --cells {args.cells} is not a folder", file=sys.stderr)
         return 2
     recipes = [r for r in args.recipes.split(",") if r]
+    if not recipes:
+        print("error: --recipes names no recipe", file=sys.stderr)
+        return 2
     plan: list[tuple[str, str, str]] = []  # (recipe, scenario, cell folder)
     for recipe in recipes:
         found = sorted(s for s in os.listdir(args.cells)
@@ -56,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.threads is not None:
         torch.set_num_threads(args.threads)
-    base: dict[tuple[str, int], torch.Tensor] = {}
+    base: dict[str, torch.Tensor] = {}  # the base model's video (scale 0, seed 0) of each prompt
     rows: dict[str, list[float]] = {r: [] for r in recipes}
     seeds_gap: list[float] = []
     for recipe, scenario, cell in plan:
@@ -64,12 +67,12 @@ def main(argv: list[str] | None = None) -> int:
             prompt = json.load(fh)["videos"][0]["prompt"]
         spec, rec, _ = load(None, os.path.join(cell, "adapter"))
         on = generate(prompt, spec=spec, recipe=rec, adapter_scale=1.0, seed=0, progress=False).videos
-        if (prompt, 0) not in base:
+        if prompt not in base:
             off = generate(prompt, spec=spec, recipe=rec, adapter_scale=0.0, seed=0, progress=False).videos
             other = generate(prompt, spec=spec, recipe=rec, adapter_scale=0.0, seed=1, progress=False).videos
-            base[(prompt, 0)] = off
+            base[prompt] = off
             seeds_gap.append(float((off - other).abs().mean() / 2))
-        diff = float((on - base[(prompt, 0)]).abs().mean() / 2)
+        diff = float((on - base[prompt]).abs().mean() / 2)
         rows[recipe].append(diff)
         print(json.dumps({"recipe": recipe, "scenario": scenario, "prompt": prompt, "mean_abs_diff": diff}), flush=True)
     result = {"cells": args.cells, "per_recipe": args.per_recipe, "rows": rows, "two_seeds": seeds_gap,

@@ -616,6 +616,7 @@ def test_adapter_effect_script_measures_the_difference_to_the_base_model(tiny_to
     assert effect.main(["--cells", str(cells), "--recipes", "lora", "--per-recipe", "0"]) == 2
     assert effect.main(["--cells", str(tmp_path / "nowhere"), "--recipes", "lora"]) == 2
     assert effect.main(["--cells", str(cells), "--recipes", "dualreal"]) == 2
+    assert effect.main(["--cells", str(cells), "--recipes", ","]) == 2
     js = tmp_path / "effect.json"
     assert effect.main(["--cells", str(cells), "--recipes", "lora", "--per-recipe", "1", "--output-json", str(js),
                         "--append-results", str(results_doc)]) == 0

@@ -48,27 +48,13 @@ done
 # JointTuner, DualReal, Follow-Your-Motion, SynMotion
 JT_ABL="jointtuner@gate=none,jointtuner@ait=false"
 DR_ABL="dualreal@groups=2,dualreal@groups=3,dualreal@blocks_per_group=1,dualreal@controller=false,dualreal@alternation=nomask,dualreal@alternation=gradmask"
-for seed in 0 1 2; do
-  suite --suite toy:joint --recipes "$JT_ABL" --seed "$seed" --output "$out/toy-joint-e1/seed$seed"
-done
-for seed in 0 1 2; do
-  suite --suite toy --recipes "jointtuner" --seed "$seed" --output "$out/toy-suite-e1/seed$seed"
-done
-for seed in 0 1 2; do
-  suite --suite toy:joint --recipes "$DR_ABL" --seed "$seed" --output "$out/toy-joint-e1/seed$seed"
-done
-for seed in 0 1 2; do
-  suite --suite toy --recipes "dualreal" --seed "$seed" --output "$out/toy-suite-e1/seed$seed"
-done
-for seed in 0 1 2; do
-  suite --suite toy --recipes "$FYM_ABL" --seed "$seed" --output "$out/toy-suite-e1/seed$seed"
-done
-for seed in 0 1 2; do
-  suite --suite toy:fewshot --recipes "$SYN_ABL" --seed "$seed" --output "$out/toy-fewshot-e1/seed$seed"
-done
-for seed in 0 1 2; do
-  suite --suite toy --recipes "synmotion" --seed "$seed" --output "$out/toy-suite-e1/seed$seed"
-done
-for seed in 0 1 2; do
-  suite --suite toy:fewshot --recipes "jointtuner,dualreal,$FYM" --seed "$seed" --output "$out/toy-fewshot-e1/seed$seed"
-done
+# one suite run per seed: each_seed SUITE RECIPES RUN (cells into OUT/RUN/seed<N>)
+each_seed() { for seed in 0 1 2; do suite --suite "$1" --recipes "$2" --seed "$seed" --output "$out/$3/seed$seed"; done; }
+each_seed toy:joint "$JT_ABL" toy-joint-e1
+each_seed toy jointtuner toy-suite-e1
+each_seed toy:joint "$DR_ABL" toy-joint-e1
+each_seed toy dualreal toy-suite-e1
+each_seed toy "$FYM_ABL" toy-suite-e1
+each_seed toy:fewshot "$SYN_ABL" toy-fewshot-e1
+each_seed toy synmotion toy-suite-e1
+each_seed toy:fewshot "jointtuner,dualreal,$FYM" toy-fewshot-e1
