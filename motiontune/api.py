@@ -198,6 +198,8 @@ def train(
 
     # every setting, input path and the output folder is checked before the model loads
     rec = recipe if isinstance(recipe, Recipe) else make_recipe(recipe, **(recipe_settings or {}))
+    if images and not rec.accepts_images:
+        raise InputError(f"recipe {rec.name!r} learns from videos only and takes no still images: leave out --image")
     if hasattr(rec, "prepare_captions"):  # captions with prompt roles (synmotion): checked and unmarked here
         captions = rec.prepare_captions(_as_list(captions), len(_as_list(videos)))
     if "steps" not in train_settings and rec.default_steps is not None:

@@ -16,6 +16,7 @@ from motiontune.evaluation.runner import (
     collect_results,
     evaluate_video,
     plan_cells,
+    recipe_applies,
     run_bench,
 )
 from motiontune.evaluation.suites import SUITES, Scenario, load_suite, register_suite
@@ -145,6 +146,11 @@ def test_registered_suite_and_shard_plan(monkeypatch):
     shards = [[c.id for c in plan_cells(suite, recipes, f"{i}/5")] for i in range(5)]
     assert sorted(sum(shards, [])) == sorted(everything)
     assert all(not set(a) & set(b) for k, a in enumerate(shards) for b in shards[k + 1:])
+    # a recipe that takes no still images (synmotion) gets no cell on the image scenario
+    with_syn = [c.id for c in plan_cells(suite, ["none", "synmotion@sample_alpha=1.0"])]
+    assert with_syn == ["s0/none", "s0/synmotion@sample_alpha=1.0", "s1/none", "s1/synmotion@sample_alpha=1.0",
+                        "s2/none", "s2/synmotion@sample_alpha=1.0", "img/none"]
+    assert recipe_applies("lora", suite.scenarios[3]) and not recipe_applies("synmotion", suite.scenarios[3].to_dict())
     with pytest.raises(ConfigError, match="i/n"):
         plan_cells(suite, recipes, "2of3")
     with pytest.raises(ConfigError, match="unknown suite"):

@@ -369,11 +369,20 @@ def test_bad_input_is_refused_in_one_line(tiny_model_dir, tmp_path, capsys):
         (("[a red circle] {moves left}", "--set", "spv_prompts=[]"), "spv_prompts is empty"),
         (("[a red circle] {moves left}", "--set", "spv_prompts=['a cat runs']"), "mark its subject"),
     ]
+    image = str(tmp_path / "still.png")
+    import imageio.v3 as iio
+    iio.imwrite(image, (torch.rand(16, 16, 3) * 255).to(torch.uint8).numpy())
+    cases.append(((CAPTION, "--image", image, "--image-caption", "a red circle"), "takes no still images"))
     for args, message in cases:
         assert train(*args) == 2, message
         err = capsys.readouterr().err.strip().splitlines()[-1]
         assert err.startswith("motiontune: error: ") and message in err, err
         assert not os.path.exists(tmp_path / "x") or not os.listdir(tmp_path / "x")
+    # no example video at all (the API; the CLI asks for --video itself)
+    from motiontune import api
+    with pytest.raises(InputError, match="give at least one --video"):
+        api.train(model, videos=[], captions=[], output_dir=str(tmp_path / "x"), recipe="synmotion")
+    assert not os.path.exists(tmp_path / "x") or not os.listdir(tmp_path / "x")
     # an unsupported backbone family
     latte = tiny_model_dir("latte")
     os.makedirs(tmp_path / "l")

@@ -9,6 +9,7 @@ import json
 import os
 import sys
 
+import numpy as np
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -354,7 +355,8 @@ def write_fake_run(folder, seed, cells, recipes=("none", "lora"), train_steps=5)
         "suite": "toy", "recipes": list(recipes), "metrics": [], "cells": planned,
         "settings": {"backbone": "toy", "family": None, "steps": 2, "train_steps": train_steps, "size": [None, None, None],
                      "guidance": None, "seed": seed, "dtype": "fp32", "recipe_settings": {}, "train_settings": {}},
-        "scenarios": [{"id": s, "group": g} for s, g in SUITE_SCENARIOS.items()],
+        "scenarios": [{"id": s, "group": g, "images": ["still.png"] if g == "appearance" else []}
+                      for s, g in SUITE_SCENARIOS.items()],
     })
     for (scenario, recipe), (metrics, wall) in cells.items():
         cell = f"{scenario}/{recipe}"
@@ -504,6 +506,37 @@ def test_toy_suite_table_says_when_a_row_has_fewer_cells(tmp_path, results_doc):
     section = results_doc.read_text()[results_doc.read_text().index("## Toy suite"):]
     assert table_row(section, "none", "motion")[2] == "2 x 2 (4 cells)"
     assert table_row(section, "lora", "motion")[2] == "2 x 1 (2 of 4 cells)"
+
+
+def test_toy_suite_has_no_row_for_a_recipe_on_input_it_does_not_take(tmp_path, results_doc):
+    # synmotion takes no still images: an older folder planned it on the appearance scenario anyway
+    suite = load_script("toy_suite")
+    s0 = tmp_path / "s0"
+    cells = {**fake_cells(0), ("motion-orbit-0", "synmotion"): (motion_metrics(0.1, 1.0), 20.0),
+             ("motion-zigzag-0", "synmotion"): (motion_metrics(0.3, 1.0), 30.0)}
+    write_fake_run(s0, 0, cells, recipes=("none", "lora", "synmotion"))
+    assert "appearance-purple-square-0/synmotion" in json.loads((s0 / "bench.json").read_text())["cells"]
+    assert suite.main(["--table-only", "--from", str(s0), "--append-results", str(results_doc)]) == 0
+    section = results_doc.read_text()[results_doc.read_text().index("## Toy suite"):]
+    assert table_row(section, "synmotion", "motion")[2] == "2 x 1 (2 cells)"
+    assert "| synmotion | appearance |" not in section and "Unequal samples" not in section
+    assert table_row(section, "lora", "appearance")[2] == "1 x 1 (1 cell)"
+
+    # the runner drops such a planned cell from the folder's manifest when it next plans it
+    from motiontune.evaluation.runner import BenchConfig, _update_manifest, read_manifest
+    from motiontune.evaluation.suites import Scenario, Suite
+
+    manifest = read_manifest(s0)
+    scenarios = [Scenario(d["id"], ["a prompt"], images=[np.zeros((8, 8, 3), np.uint8)] if d["images"] else [],
+                          image_captions=["c"] if d["images"] else [], videos=[] if d["images"] else ["clip.mp4"],
+                          captions=[] if d["images"] else ["c"], group=d["group"]) for d in manifest["scenarios"]]
+    config = BenchConfig(suite="toy", recipes=["synmotion"], backbone="toy", output=str(s0), steps=2, train_steps=5)
+    settings = dict(manifest["settings"])
+    config.fingerprint = lambda: settings  # the fake folder's settings
+    _update_manifest(config, Suite("toy", scenarios), [], [])
+    planned = read_manifest(s0)["cells"]
+    assert "appearance-purple-square-0/synmotion" not in planned
+    assert {"motion-orbit-0/synmotion", "appearance-purple-square-0/lora", "appearance-purple-square-0/none"} <= set(planned)
 
 
 def test_toy_suite_paired_comparison(tmp_path, results_doc, capsys):

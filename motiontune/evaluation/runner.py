@@ -196,6 +196,14 @@ class Cell:
         return f"{self.scenario.id}/{self.recipe}"
 
 
+def _scenario_of_cell(cell_id: str) -> str:
+    return cell_id.rsplit("/", 1)[0]
+
+
+def _recipe_of_cell(cell_id: str) -> str:
+    return cell_id.rsplit("/", 1)[-1]
+
+
 def parse_shard(text: str | tuple[int, int] | None) -> tuple[int, int]:
     """``"i/n"`` -> (i, n) with 0 <= i < n."""
     if text is None:
@@ -213,11 +221,25 @@ def parse_shard(text: str | tuple[int, int] | None) -> tuple[int, int]:
     return (i, n)
 
 
+def recipe_applies(recipe: str, scenario: Scenario | dict[str, Any]) -> bool:
+    """Whether the bench plans a cell of ``recipe`` (a name or variant) on ``scenario``: not when
+    the scenario gives still images and the recipe takes none (e.g. ``synmotion``)."""
+    from motiontune.recipes import get_recipe_class, recipe_names
+
+    name = split_recipe(recipe)[0]
+    images = scenario.get("images") if isinstance(scenario, dict) else scenario.images
+    if name == NONE_RECIPE or not images or name not in recipe_names():
+        return True
+    return get_recipe_class(name).accepts_images
+
+
 def plan_cells(suite: Suite | Sequence[Scenario], recipes: Sequence[str], shard: tuple[int, int] = (0, 1)) -> list[Cell]:
-    """All cells scenario-major (each scenario's recipes together), then every n-th from i."""
+    """All cells scenario-major (each scenario's recipes together), then every n-th from i. A
+    recipe gets no cell on a scenario whose input it does not take (:func:`recipe_applies`)."""
     scenarios = suite.scenarios if isinstance(suite, Suite) else list(suite)
     i, n = parse_shard(shard)
-    cells = [Cell(k, s, r) for k, (s, r) in enumerate((s, r) for s in scenarios for r in recipes)]
+    pairs = [(s, r) for s in scenarios for r in recipes if recipe_applies(r, s)]
+    cells = [Cell(k, s, r) for k, (s, r) in enumerate(pairs)]
     return [c for c in cells if c.index % n == i]
 
 
@@ -386,6 +408,9 @@ def _update_manifest(config: BenchConfig, suite: Suite, cells: list[Cell], metri
     scenarios = {s["id"]: s for s in manifest.get("scenarios", [])}
     scenarios.update({s.id: s.to_dict() for s in suite.scenarios})
     planned = list(dict.fromkeys([*manifest.get("cells", []), *(c.id for c in cells)]))
+    # a cell planned by an older version on a scenario its recipe does not take is dropped
+    planned = [c for c in planned if _scenario_of_cell(c) not in scenarios
+               or recipe_applies(_recipe_of_cell(c), scenarios[_scenario_of_cell(c)])]
     write_json(path, {
         "suite": config.suite, "settings": config.fingerprint(), "recipes": recipes,
         "metrics": list(dict.fromkeys([*manifest.get("metrics", []), *metrics])),
@@ -652,6 +677,7 @@ __all__ = [
     "merge_results",
     "parse_shard",
     "plan_cells",
+    "recipe_applies",
     "read_manifest",
     "recipe_fvd",
     "register_scorer",

@@ -142,6 +142,9 @@ class Recipe:
     #: settings that make every branch act on a caption such as "a red circle moves left" (e.g. the
     #: caption's subject and motion phrases); the recipe matrix builds the recipe with them
     example_settings: ClassVar[dict[str, Any]] = {}
+    #: whether the recipe learns from still images (``--image``); one that does not refuses them
+    #: before the model loads, and the bench plans none of its cells on a scenario that has images
+    accepts_images: ClassVar[bool] = True
 
     def __init__(self, config: RecipeConfig | None = None, **overrides: Any):
         if config is None:

@@ -238,6 +238,8 @@ class SynMotionRecipe(NamedLoraRecipe):
     default_steps = DEFAULT_STEPS
     supported_families: ClassVar[tuple[str, ...] | None] = FAMILIES
     example_settings: ClassVar[dict[str, Any]] = {"subject": "a red circle", "motion": "moves left", "sample_alpha": 1.0}
+    #: SynMotion learns a motion from example videos; the paper has no appearance input
+    accepts_images: ClassVar[bool] = False
 
     def __init__(self, config=None, **overrides: Any):
         super().__init__(config, **overrides)
@@ -256,6 +258,8 @@ class SynMotionRecipe(NamedLoraRecipe):
         """Training captions (marked or with the ``subject``/``motion`` settings) -> the plain
         captions; the phrases are checked here, before any model loads, and kept in the settings."""
         captions = list(captions)
+        if not count:
+            raise InputError("synmotion learns a motion from example videos: give at least one --video")
         if count and len(captions) == 1:
             captions = captions * count
         cfg = self.config
