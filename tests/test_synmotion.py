@@ -242,6 +242,28 @@ def test_a_step_trains_only_its_branches_bit_for_bit(tiny_model_dir, tmp_path):
     assert recipe.spv_info["clips"] == 2 and recipe.spv_info["generated"] == 2
 
 
+def test_without_the_motion_lora_only_the_embeddings_move(tiny_model_dir, tmp_path):
+    spec = load_backbone(tiny_model_dir("wan"))
+    f, h, w = _size(spec)
+    data = TrainingData([Sample(torch.rand(3, f, h, w) * 2 - 1, CAPTION)])
+    recipe = make_recipe("synmotion", **SETTINGS, motion_lora=False, sample_alpha=1.0)
+    cfg = TrainConfig(output_dir=str(tmp_path / "run"), steps=3, progress=False, learning_rate=1e-2, checkpoint_every=0)
+    tr = Trainer(spec, recipe, data, cfg, {"size": [f, h, w]})
+    lora = [p.detach().clone() for p in tr.branches[LORA]]
+    embed = {b: [p.detach().clone() for p in tr.branches[b]] for b in EMBEDDING_BRANCHES}
+    for step in range(cfg.steps):
+        _, _, trained = tr.step_plan(step)
+        assert sorted(trained) == sorted(EMBEDDING_BRANCHES)
+        tr.train_step(step)
+    assert all(torch.equal(a, p.detach()) for a, p in zip(lora, tr.branches[LORA]))  # the LoRA never moves
+    for b in EMBEDDING_BRANCHES:
+        assert any(not torch.equal(a, p.detach()) for a, p in zip(embed[b], tr.branches[b])), b
+    with pytest.raises(ConfigError, match="nothing to train"):
+        make_recipe("synmotion", motion_lora=False, motion_residue=False, subject_residue=False, refiner=False)
+    with pytest.raises(ConfigError, match="motion_lora must be true or false"):
+        make_recipe("synmotion", motion_lora="yes")
+
+
 # ---------------------------------------------------------------------- the subject-prior bank
 def test_spv_bank_is_written_reused_resumed_and_refuses_another_model(tiny_model_dir, tiny_toy, tmp_path, specs, capsys):
     spec = specs("wan")

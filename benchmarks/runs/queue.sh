@@ -58,3 +58,5 @@ each_seed toy "$FYM_ABL" toy-suite-e1
 each_seed toy:fewshot "$SYN_ABL" toy-fewshot-e1
 each_seed toy synmotion toy-suite-e1
 each_seed toy:fewshot "jointtuner,dualreal,$FYM" toy-fewshot-e1
+# SynMotion's semantic-only arm (the embeddings without the motion LoRA), for its central claim
+each_seed toy:fewshot "synmotion@motion_lora=false" toy-fewshot-e1

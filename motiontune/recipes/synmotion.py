@@ -82,7 +82,10 @@ class SynMotionConfig(RecipeConfig):
     #: which the longest that occurs in every caption is taken (one setting for several motions,
     #: e.g. a benchmark's scenarios)
     motion: Any = None
-    #: the components (the paper's ablation; the LoRA is always there)
+    #: the components (the paper's ablation). ``motion_lora=false`` keeps the LoRA layers but never
+    #: trains them, so they stay zero (B starts at zero) and only the embeddings adapt: the
+    #: semantic-only arm of the central claim
+    motion_lora: bool = True
     motion_residue: bool = True
     subject_residue: bool = True
     refiner: bool = True
@@ -106,9 +109,11 @@ class SynMotionConfig(RecipeConfig):
         bad = [p for p in self.projections if p not in ("q", "k", "v", "o")]
         if bad or not self.projections:
             raise ConfigError(f"projections: unknown projection(s) {bad}; choose from q, k, v, o")
-        for name in ("motion_residue", "subject_residue", "refiner"):
+        for name in ("motion_lora", "motion_residue", "subject_residue", "refiner"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"{name} must be true or false (got {getattr(self, name)!r})")
+        if not (self.motion_lora or self.motion_residue or self.subject_residue or self.refiner):
+            raise ConfigError("motion_lora, motion_residue, subject_residue and refiner are all off: nothing to train")
         self.sample_alpha = number("sample_alpha", self.sample_alpha, 0, 1, low_open=True)
         self.refiner_width = number("refiner_width", self.refiner_width, 1, 65_536, integer=True)
         self.refiner_heads = number("refiner_heads", self.refiner_heads, 1, 1024, integer=True)
@@ -480,7 +485,9 @@ class SynMotionRecipe(NamedLoraRecipe):
     def passes(self, step: int, stage: Stage, generator: torch.Generator) -> list[Pass]:
         u = float(torch.rand((), generator=generator))
         if not self._uses_spv() or u < self.config.sample_alpha:
-            return [Pass(pool="video", train=None, name="user")]  # every branch
+            if self.config.motion_lora:
+                return [Pass(pool="video", train=None, name="user")]  # every branch
+            return [Pass(pool="video", train=tuple(self._require_embed().branch_parameters()), name="user")]
         return [Pass(pool=SPV_POOL, train=(SUBJECT_RESIDUE,), name="spv")]
 
     def pools(self) -> dict[str, Any]:
