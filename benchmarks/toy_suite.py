@@ -46,7 +46,7 @@ from pathlib import Path
 import torch
 
 from motiontune.errors import ConfigError, InputError
-from motiontune.evaluation.runner import MANIFEST_FILE, RESULT_FILE, BenchConfig, collect_results, read_manifest, run_bench
+from motiontune.evaluation.runner import MANIFEST_FILE, RESULT_FILE, BenchConfig, collect_results, read_manifest, recipe_applies, run_bench
 
 sys.path.insert(0, os.path.dirname(__file__))
 from results_doc import command_line, replace_section  # noqa: E402
@@ -213,8 +213,10 @@ def summarize(runs: list[SeedRun], recipes: list[str] | None = None) -> list[Row
     A row's expected cell count is, over the seeds, the number of scenarios of its group that
     the folder plans (for any recipe), so a recipe that is behind the others shows it."""
     groups: dict[str, str] = {}
+    scenario_info: dict[str, dict] = {}
     for run in runs:
         groups.update({s["id"]: s.get("group", "") for s in run.manifest.get("scenarios", []) if "id" in s})
+        scenario_info.update({s["id"]: s for s in run.manifest.get("scenarios", []) if "id" in s})
         groups.update({r["scenario"]: r.get("group", groups.get(r["scenario"], "")) for r in run.results})
     found = list(dict.fromkeys([*(r for run in runs for r in run.manifest.get("recipes", [])),
                                 *(r["recipe"] for run in runs for r in run.results)]))
@@ -230,7 +232,11 @@ def summarize(runs: list[SeedRun], recipes: list[str] | None = None) -> list[Row
         for group in order:
             sel = [(run.seed, r) for run in runs for r in run.results
                    if r["recipe"] == recipe and (r.get("group") or groups.get(r["scenario"], "")) == group]
-            expected = sum(sum(1 for s in ids if groups.get(s, "") == group) for ids in planned.values())
+            expected = sum(sum(1 for s in ids if groups.get(s, "") == group
+                               and (s not in scenario_info or recipe_applies(recipe, scenario_info[s])))
+                           for ids in planned.values())
+            if not sel and not expected:
+                continue  # a group the recipe takes no input of (synmotion on still images)
             row = Row(recipe, group, len(sel), expected, len({r["scenario"] for _, r in sel}), len({s for s, _ in sel}))
             for key, _ in COLUMNS:
                 row.columns[key] = mean_interval(r.get("metrics", {}).get(key) for _, r in sel)
