@@ -46,7 +46,16 @@ from pathlib import Path
 import torch
 
 from motiontune.errors import ConfigError, InputError
-from motiontune.evaluation.runner import MANIFEST_FILE, RESULT_FILE, BenchConfig, collect_results, read_manifest, recipe_applies, run_bench
+from motiontune.evaluation.runner import (
+    MANIFEST_FILE,
+    RESULT_FILE,
+    BenchConfig,
+    collect_results,
+    read_manifest,
+    recipe_applies,
+    run_bench,
+    split_cell_id,
+)
 
 sys.path.insert(0, os.path.dirname(__file__))
 from results_doc import command_line, replace_section  # noqa: E402
@@ -176,10 +185,6 @@ def read_folders(folders: list[str]) -> list[SeedRun]:
     return runs
 
 
-def _scenario_of(cell_id: str) -> str:
-    return cell_id.rsplit("/", 1)[0]
-
-
 @dataclass
 class Row:
     recipe: str
@@ -215,15 +220,16 @@ def summarize(runs: list[SeedRun], recipes: list[str] | None = None) -> list[Row
     groups: dict[str, str] = {}
     scenario_info: dict[str, dict] = {}
     for run in runs:
-        groups.update({s["id"]: s.get("group", "") for s in run.manifest.get("scenarios", []) if "id" in s})
-        scenario_info.update({s["id"]: s for s in run.manifest.get("scenarios", []) if "id" in s})
+        info = {s["id"]: s for s in run.manifest.get("scenarios", []) if "id" in s}
+        scenario_info.update(info)
+        groups.update({sid: s.get("group", "") for sid, s in info.items()})
         groups.update({r["scenario"]: r.get("group", groups.get(r["scenario"], "")) for r in run.results})
     found = list(dict.fromkeys([*(r for run in runs for r in run.manifest.get("recipes", [])),
                                 *(r["recipe"] for run in runs for r in run.results)]))
     recipes = list(recipes) if recipes else found
     planned = {}
     for k, run in enumerate(runs):
-        ids = {_scenario_of(c) for c in run.manifest.get("cells", [])} | {r["scenario"] for r in run.results}
+        ids = {split_cell_id(c)[0] for c in run.manifest.get("cells", [])} | {r["scenario"] for r in run.results}
         planned[k] = ids
     all_groups = {groups.get(s, "") for ids in planned.values() for s in ids}
     order = [g for g in GROUP_ORDER if g in all_groups] + sorted(all_groups - set(GROUP_ORDER))

@@ -196,12 +196,10 @@ class Cell:
         return f"{self.scenario.id}/{self.recipe}"
 
 
-def _scenario_of_cell(cell_id: str) -> str:
-    return cell_id.rsplit("/", 1)[0]
-
-
-def _recipe_of_cell(cell_id: str) -> str:
-    return cell_id.rsplit("/", 1)[-1]
+def split_cell_id(cell_id: str) -> tuple[str, str]:
+    """A cell's id (:attr:`Cell.id`, ``SCENARIO/RECIPE``) -> (scenario id, recipe)."""
+    parts = cell_id.rsplit("/", 1)
+    return parts[0], parts[-1]
 
 
 def parse_shard(text: str | tuple[int, int] | None) -> tuple[int, int]:
@@ -409,8 +407,8 @@ def _update_manifest(config: BenchConfig, suite: Suite, cells: list[Cell], metri
     scenarios.update({s.id: s.to_dict() for s in suite.scenarios})
     planned = list(dict.fromkeys([*manifest.get("cells", []), *(c.id for c in cells)]))
     # a cell planned by an older version on a scenario its recipe does not take is dropped
-    planned = [c for c in planned if _scenario_of_cell(c) not in scenarios
-               or recipe_applies(_recipe_of_cell(c), scenarios[_scenario_of_cell(c)])]
+    planned = [c for c, (s, r) in ((c, split_cell_id(c)) for c in planned)
+               if s not in scenarios or recipe_applies(r, scenarios[s])]
     write_json(path, {
         "suite": config.suite, "settings": config.fingerprint(), "recipes": recipes,
         "metrics": list(dict.fromkeys([*manifest.get("metrics", []), *metrics])),
@@ -678,6 +676,7 @@ __all__ = [
     "parse_shard",
     "plan_cells",
     "recipe_applies",
+    "split_cell_id",
     "read_manifest",
     "recipe_fvd",
     "register_scorer",

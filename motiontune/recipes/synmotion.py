@@ -265,7 +265,7 @@ class SynMotionRecipe(NamedLoraRecipe):
         captions = list(captions)
         if not count:
             raise InputError("synmotion learns a motion from example videos: give at least one --video")
-        if count and len(captions) == 1:
+        if len(captions) == 1:
             captions = captions * count
         cfg = self.config
         subjects = cfg.subjects()
